@@ -1,0 +1,127 @@
+/**
+ * `createCache`: the public object apps hold. It wires the capture (middleware.ts) to the store and
+ * turns storage failures into throttled log lines: a cache fault never breaks a response.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isErrno } from './errors.js';
+import { consoleLogger, throttledLogger, type Logger } from './log.js';
+import { attach, type CaptureContext } from './middleware.js';
+import { DEFAULT_BYPASS_COOKIES } from './policy.js';
+import { purge, type PurgeResult, type PurgeSelector } from './purge.js';
+import { Store } from './store.js';
+
+export interface CacheOptions {
+  /** Directory nginx serves as its `root`. Created if missing. */
+  root: string;
+  /**
+   * Requests carrying any of these cookies are personalised: never stored. Pass the same names to
+   * `prerender nginx --bypass-cookie` so nginx sends those requests to the app.
+   * @default DEFAULT_BYPASS_COOKIES (connect.sid, session, session.sig, sid, sessionid)
+   */
+  bypassCookies?: readonly string[];
+  /**
+   * Larger bodies are passed through but not stored. The copy is streamed to disk, so this bounds disk
+   * use per entry, not memory.
+   * @default 10 MiB
+   */
+  maxBodyBytes?: number;
+  /**
+   * fsync each file before it is renamed into place. Off trades durability across power loss (an empty
+   * page after a crash) for less disk wait while storing; never affects response latency.
+   * @default true
+   */
+  durable?: boolean;
+  /** Where warnings go (throttled per kind of fault). @default stderr */
+  log?: Logger;
+  /** Told about every store and skip; for metrics and debugging. */
+  onEvent?: (event: CacheEvent) => void;
+}
+
+export type CacheEvent =
+  | { type: 'stored'; urlPath: string; file: string; bytes: number }
+  | { type: 'skipped'; urlPath: string; reason: string };
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+export type Middleware = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
+
+export interface Cache {
+  readonly root: string;
+  /** Connect / Express / polka middleware. */
+  middleware(): Middleware;
+  /** Wraps a plain node:http handler. */
+  wrap(handler: Handler): Handler;
+  /** Removes cached files; see `PurgeSelector`. */
+  purge(selector: PurgeSelector): Promise<PurgeResult>;
+  /** Resolves once every response captured so far has been stored or skipped. */
+  idle(): Promise<void>;
+}
+
+const MiB = 1024 * 1024;
+
+export function createCache(options: CacheOptions): Cache {
+  if (typeof options?.root !== 'string' || options.root === '') {
+    throw new TypeError('Expected `root` to be a non-empty string: the directory nginx serves');
+  }
+  const maxBodyBytes = options.maxBodyBytes ?? 10 * MiB;
+  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    throw new TypeError('Expected `maxBodyBytes` to be a whole number from 1 and up');
+  }
+  const bypassCookies = options.bypassCookies ?? DEFAULT_BYPASS_COOKIES;
+  if (!Array.isArray(bypassCookies) || bypassCookies.some((name) => typeof name !== 'string' || name === '')) {
+    throw new TypeError('Expected `bypassCookies` to be an array of cookie names');
+  }
+
+  const store = new Store(options.root, { durable: options.durable ?? true });
+  const warn = throttledLogger(options.log ?? consoleLogger);
+  const pending = new Set<Promise<void>>();
+  // Start-up work (state directory, stale temp files) happens now, off any response.
+  store.init().catch((error: unknown) => warn('init', `cache root ${store.root} is not usable yet`, error));
+
+  const context: CaptureContext = {
+    bypassCookies,
+    maxBodyBytes,
+    maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
+    openTemp: () => store.openTemp(),
+    skip(urlPath, reason, error) {
+      if (error !== undefined) warn(`skip:${reason}`, `not caching ${urlPath}: ${reason}`);
+      options.onEvent?.({ type: 'skipped', urlPath, reason });
+    },
+    store(temp, target, response, renderedAt) {
+      const bytes = temp.bytes;
+      const task = store.commit(temp, {
+        urlPath: target.urlPath,
+        file: target.file,
+        tags: response.tags,
+        renderedAt,
+        storedAt: Date.now(),
+        expiresAt: response.expiresAt,
+        mediaType: target.mediaType,
+        size: bytes,
+      }).then((result) => {
+        if (result.stored) options.onEvent?.({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
+        else options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
+      }, (error: unknown) => {
+        const code = isErrno(error) ? error.code : 'error';
+        warn(`store:${code}`, `could not store ${target.urlPath} under ${store.root} (${code}); responses are unaffected`, error);
+        options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
+      }).finally(() => pending.delete(task));
+      pending.add(task);
+    },
+  };
+
+  return {
+    root: store.root,
+    middleware: () => (req, res, next) => {
+      attach(req, res, context);
+      next?.();
+    },
+    wrap: (handler) => (req, res) => {
+      attach(req, res, context);
+      handler(req, res);
+    },
+    purge: (selector) => purge(store, selector),
+    async idle() {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+    },
+  };
+}

@@ -1,0 +1,28 @@
+/**
+ * Stable error codes. Callers (and the CLI's exit status) branch on `code`, never on the message.
+ * - `EUSAGE`: a bad argument or option; the CLI exits 2.
+ * - `EPATH`: a path or URL that cannot name a cached file (not canonical, outside the root).
+ * - `ETAG`: a tag that cannot be recorded (too long, control characters).
+ * - `EROOT`: the cache root is unusable (a file, unreadable, not creatable).
+ * - `ESTORE`: a write to the cache failed (disk full, permissions); the response itself is unaffected.
+ * - `ENGINX`: nginx config generation was given something nginx cannot express.
+ */
+export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX';
+
+export class PrerenderError extends Error {
+  readonly code: PrerenderErrorCode;
+  /** The offending input, when there is one, so logs and `--json` reports can show it verbatim. */
+  readonly input: string | undefined;
+
+  constructor(code: PrerenderErrorCode, message: string, options: { cause?: unknown; input?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PrerenderError';
+    this.code = code;
+    this.input = options.input;
+  }
+}
+
+export function isErrno(error: unknown, ...codes: string[]): error is NodeJS.ErrnoException {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string'
+    && (codes.length === 0 || codes.includes((error as NodeJS.ErrnoException).code as string));
+}

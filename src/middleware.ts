@@ -1,0 +1,128 @@
+/**
+ * Captures a response on its way to the client. The client gets every byte unchanged and at the app's
+ * pace: chunks go to the socket first and are only queued for the temp file, and if the disk falls
+ * behind (or the body outgrows `maxBodyBytes`) the copy is abandoned rather than buffered. Once the
+ * response has finished, the copy is stored if the policy allows; an aborted response leaves nothing.
+ */
+import { TextDecoder } from 'node:util';
+import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { checkRequest, checkResponse, type StorableResponse } from './policy.js';
+import type { TempFile } from './store.js';
+
+import type { CachePath } from './url-path.js';
+
+/** Headers prerender consumes: they name tags for the index and never reach the client. */
+const TAG_HEADERS = ['cache-tag', 'surrogate-key'] as const;
+const attached = Symbol('prerender.attached');
+
+export interface CaptureContext {
+  bypassCookies: readonly string[];
+  maxBodyBytes: number;
+  /** How far the disk may fall behind the client before the copy is abandoned. */
+  maxBacklogBytes: number;
+  openTemp(): TempFile;
+  /** Called once the response finished and the body is complete and valid; owns the temp file after. */
+  store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number): void;
+  skip(urlPath: string, reason: string, error?: unknown): void;
+}
+
+type Response = ServerResponse & { [attached]?: true };
+type WriteHead = ServerResponse['writeHead'];
+type WriteArgs = [chunk?: unknown, encoding?: unknown, callback?: unknown];
+
+export function attach(req: IncomingMessage, res: Response, context: CaptureContext): void {
+  if (res[attached]) return;
+  res[attached] = true;
+
+  const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url;
+  const requestVerdict = checkRequest({ method: req.method, url, headers: req.headers }, context.bypassCookies);
+  const renderedAt = Date.now();
+  let target: CachePath | undefined = requestVerdict.store ? requestVerdict.target : undefined;
+  let response: StorableResponse | undefined;
+  let temp: TempFile | undefined;
+  let decoder: TextDecoder | undefined;
+
+  const abandon = (reason: string, error?: unknown): void => {
+    if (target !== undefined) context.skip(target.urlPath, reason, error);
+    target = undefined;
+    response = undefined;
+    void temp?.discard();
+    temp = undefined;
+  };
+
+  const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
+  res.writeHead = function writeHead(this: Response, statusCode: number, ...rest: unknown[]) {
+    const reason = typeof rest[0] === 'string' ? rest[0] : undefined;
+    const headers = (typeof rest[0] === 'string' ? rest[1] : rest[0]) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
+    // Fold headers given here into the response object so they can be read, and tag headers removed,
+    // in one place; writeHead would otherwise send them without ever exposing them.
+    if (Array.isArray(headers)) {
+      for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(String(headers[i]), headers[i + 1] as string);
+    } else if (headers !== undefined) {
+      for (const [name, value] of Object.entries(headers)) if (value !== undefined) this.setHeader(name, value);
+    }
+    const all = this.getHeaders();
+    for (const name of TAG_HEADERS) this.removeHeader(name);
+    if (target !== undefined) {
+      const verdict = checkResponse(statusCode, all, target, Date.now());
+      if (verdict.store) {
+        response = verdict;
+        temp = context.openTemp();
+        if (verdict.mustBeUtf8) decoder = new TextDecoder('utf-8', { fatal: true });
+      } else {
+        abandon(verdict.reason, verdict.tagError);
+      }
+    }
+    return reason === undefined ? originalWriteHead.call(this, statusCode) : originalWriteHead.call(this, statusCode, reason);
+  } as WriteHead;
+
+  const tee = (chunk: unknown, encoding: unknown): void => {
+    if (temp === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    const bytes = typeof chunk === 'string'
+      ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+      : chunk instanceof Uint8Array ? chunk : undefined;
+    if (bytes === undefined || bytes.byteLength === 0) return;
+    if (temp.bytes + bytes.byteLength > context.maxBodyBytes) return abandon(`body over maxBodyBytes (${context.maxBodyBytes})`);
+    if (temp.backlog > context.maxBacklogBytes) return abandon('the disk fell too far behind the client');
+    if (decoder !== undefined) {
+      try {
+        decoder.decode(bytes, { stream: true });
+      } catch {
+        return abandon('body is not valid UTF-8 and declares no charset');
+      }
+    }
+    temp.write(bytes);
+  };
+
+  const originalWrite = res.write;
+  res.write = function write(this: Response, ...args: WriteArgs) {
+    const result = (originalWrite as (...a: WriteArgs) => boolean).apply(this, args);
+    tee(args[0], args[1]);
+    return result;
+  } as ServerResponse['write'];
+
+  const originalEnd = res.end;
+  res.end = function end(this: Response, ...args: WriteArgs) {
+    const result = (originalEnd as (...a: WriteArgs) => Response).apply(this, args);
+    tee(args[0], args[1]);
+    return result;
+  } as ServerResponse['end'];
+
+  res.once('close', () => {
+    if (temp === undefined || target === undefined || response === undefined) return;
+    if (!res.writableFinished) return abandon('the response did not complete (client gone or stream destroyed)');
+    if (response.contentLength !== undefined && response.contentLength !== temp.bytes) {
+      return abandon(`body is ${temp.bytes} bytes but Content-Length said ${response.contentLength}`);
+    }
+    if (decoder !== undefined) {
+      try {
+        decoder.decode();
+      } catch {
+        return abandon('body ends inside a UTF-8 sequence and declares no charset');
+      }
+    }
+    const finished = temp;
+    temp = undefined;
+    context.store(finished, target, response, renderedAt);
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * What a shared cache may store (DESIGN.md invariants 1 and 4), as pure functions of the request and
+ * response headers. The middleware and the crawler ask the same questions here, and the generated nginx
+ * config routes the same requests to the app, so a stored page is never served where the app would
+ * have answered differently.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { PrerenderError } from './errors.js';
+import { isUtf8Charset, isUtf8Type, parseContentType } from './mime.js';
+import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
+
+/**
+ * Cookie names that mark a personalised request when no list is configured: the defaults of
+ * express-session, cookie-session and the usual hand-rolled names. `prerender nginx` bypasses the same.
+ */
+export const DEFAULT_BYPASS_COOKIES: readonly string[] = ['connect.sid', 'session', 'session.sig', 'sid', 'sessionid'];
+
+export const MAX_TAG_BYTES = 1024;
+export const MAX_TAGS = 1000;
+
+export type Verdict<T> = ({ store: true } & T) | { store: false; reason: string };
+
+export interface RequestFacts {
+  method: string | undefined;
+  url: string | undefined;
+  headers: IncomingHttpHeaders;
+}
+
+/** Whether a request may have its response stored, and under which file. */
+export function checkRequest(
+  request: RequestFacts,
+  bypassCookies: readonly string[],
+): Verdict<{ target: CachePath }> {
+  if (request.method !== 'GET') return { store: false, reason: `method ${request.method ?? '?'}` };
+  if (request.headers.authorization !== undefined) return { store: false, reason: 'Authorization header' };
+  const cookie = findCookie(request.headers.cookie, bypassCookies);
+  if (cookie !== undefined) return { store: false, reason: `bypass cookie ${cookie}` };
+  const mapped = toCachePath(request.url ?? '');
+  if (!mapped.ok) return { store: false, reason: `path not cacheable: ${REFUSAL_MESSAGES[mapped.reason]}` };
+  return { store: true, target: mapped.value };
+}
+
+/**
+ * The first configured cookie present in a Cookie header, by exact name. Every pair is parsed, malformed
+ * ones included: a pair without `=` counts under its whole text, as browsers send `name` alone.
+ */
+export function findCookie(header: string | string[] | undefined, names: readonly string[]): string | undefined {
+  if (header === undefined || names.length === 0) return undefined;
+  const text = Array.isArray(header) ? header.join(';') : header;
+  for (const pair of text.split(';')) {
+    const eq = pair.indexOf('=');
+    const name = (eq < 0 ? pair : pair.slice(0, eq)).trim();
+    if (names.includes(name)) return name;
+  }
+  return undefined;
+}
+
+export interface StorableResponse {
+  tags: string[];
+  /** Epoch ms after which the file is stale; null when the response set no expiry. */
+  expiresAt: number | null;
+  /** The body must be checked to be valid UTF-8 (a text type that declared no charset). */
+  mustBeUtf8: boolean;
+  /** The declared Content-Length, which the body must match. */
+  contentLength: number | undefined;
+}
+
+/**
+ * Whether a response may be stored at `target`. Tag errors are returned as `tagError` so the caller can
+ * log them where the app's developer will see them.
+ */
+export function checkResponse(
+  statusCode: number,
+  headers: OutgoingHttpHeaders,
+  target: CachePath,
+  now: number,
+): Verdict<StorableResponse> & { tagError?: PrerenderError } {
+  if (statusCode !== 200) return { store: false, reason: `status ${statusCode}` };
+  if (headers['set-cookie'] !== undefined) return { store: false, reason: 'Set-Cookie' };
+
+  const cacheControl = parseCacheControl(headerText(headers['cache-control']));
+  for (const directive of ['private', 'no-store', 'no-cache'] as const) {
+    if (cacheControl.has(directive)) return { store: false, reason: `Cache-Control: ${directive}` };
+  }
+  const vary = headerText(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter((v) => v !== '');
+  const varyOther = vary.find((v) => v !== 'accept-encoding');
+  if (varyOther !== undefined) return { store: false, reason: `Vary: ${varyOther}` };
+  const encoding = headerText(headers['content-encoding']).trim().toLowerCase();
+  if (encoding !== '' && encoding !== 'identity') return { store: false, reason: `Content-Encoding: ${encoding}` };
+
+  const contentType = parseContentType(headerText(headers['content-type']));
+  if (contentType === undefined) return { store: false, reason: 'no valid Content-Type' };
+  if (contentType.mediaType !== target.mediaType) {
+    return { store: false, reason: `Content-Type ${contentType.mediaType} where nginx would serve ${target.mediaType}` };
+  }
+  if (contentType.otherParameters) return { store: false, reason: 'Content-Type has parameters nginx cannot reproduce' };
+  const utf8Type = isUtf8Type(contentType.mediaType);
+  if (contentType.charset !== undefined && !(utf8Type && isUtf8Charset(contentType.charset))) {
+    return { store: false, reason: `charset ${contentType.charset} (only UTF-8 text is stored)` };
+  }
+
+  const expiresAt = expiryOf(cacheControl, headers, now);
+  if (expiresAt !== null && expiresAt <= now) return { store: false, reason: 'already expired (zero max-age or past Expires)' };
+
+  const tags = parseTags(headers['cache-tag'], headers['surrogate-key']);
+  if (!tags.ok) return { store: false, reason: tags.error.message, tagError: tags.error };
+
+  const lengthText = headerText(headers['content-length']).trim();
+  const contentLength = lengthText === '' ? undefined : Number(lengthText);
+  if (contentLength !== undefined && !Number.isSafeInteger(contentLength)) return { store: false, reason: 'bad Content-Length' };
+
+  return { store: true, tags: tags.tags, expiresAt, mustBeUtf8: utf8Type && contentType.charset === undefined, contentLength };
+}
+
+export function headerText(value: string | number | readonly string[] | undefined): string {
+  if (value === undefined) return '';
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+/** Directive name (lowercase) -> argument (unquoted; '' when none). */
+export function parseCacheControl(value: string): Map<string, string> {
+  const directives = new Map<string, string>();
+  for (const part of value.split(',')) {
+    const eq = part.indexOf('=');
+    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (name === '' || directives.has(name)) continue;
+    directives.set(name, eq < 0 ? '' : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1'));
+  }
+  return directives;
+}
+
+/**
+ * Expiry as a shared cache computes it: `s-maxage`, else `max-age`, else `Expires` (relative to the
+ * response's `Date` when it has one). An unparseable delta or date counts as already expired (RFC 9111
+ * 5.3), so it is not stored.
+ */
+export function expiryOf(cacheControl: Map<string, string>, headers: OutgoingHttpHeaders, now: number): number | null {
+  const delta = cacheControl.get('s-maxage') ?? cacheControl.get('max-age');
+  if (delta !== undefined) {
+    return /^\d+$/.test(delta) ? now + Math.min(Number(delta), 2 ** 31) * 1000 : now;
+  }
+  const expires = headerText(headers.expires).trim();
+  if (expires === '') return null;
+  const expiresMs = Date.parse(expires);
+  if (Number.isNaN(expiresMs)) return now;
+  const dateMs = Date.parse(headerText(headers.date));
+  return now + (expiresMs - (Number.isNaN(dateMs) ? now : dateMs));
+}
+
+const controlCharacter = /[\u0000-\u001f\u007f]/;
+
+export type TagsResult = { ok: true; tags: string[] } | { ok: false; error: PrerenderError };
+
+/**
+ * Tags from `Cache-Tag` (comma-separated) and `Surrogate-Key` (space-separated), lowercased and
+ * deduplicated. Header values reach Node as bytes; UTF-8 ones are decoded so that `purge --tag café`
+ * finds them.
+ */
+export function parseTags(cacheTag: OutgoingHttpHeaders[string], surrogateKey: OutgoingHttpHeaders[string]): TagsResult {
+  const raw = [
+    ...headerText(cacheTag).split(','),
+    ...headerText(surrogateKey).split(' '),
+  ];
+  const tags = new Set<string>();
+  for (const item of raw) {
+    const checked = normalizeTag(fromHeaderBytes(item.trim()));
+    if (!checked.ok) return checked;
+    if (checked.tag !== '') tags.add(checked.tag);
+  }
+  if (tags.size > MAX_TAGS) {
+    return { ok: false, error: new PrerenderError('ETAG', `a response carries ${tags.size} tags; at most ${MAX_TAGS} are recorded`) };
+  }
+  return { ok: true, tags: [...tags] };
+}
+
+/** Validates and lowercases one tag; the empty string passes through for the caller to drop. */
+export function normalizeTag(tag: string): { ok: true; tag: string } | { ok: false; error: PrerenderError } {
+  if (controlCharacter.test(tag)) {
+    return { ok: false, error: new PrerenderError('ETAG', `tag ${JSON.stringify(tag)} has a control character`, { input: tag }) };
+  }
+  if (Buffer.byteLength(tag) > MAX_TAG_BYTES) {
+    return { ok: false, error: new PrerenderError('ETAG', `tag "${tag.slice(0, 40)}..." is over ${MAX_TAG_BYTES} bytes`, { input: tag }) };
+  }
+  return { ok: true, tag: tag.toLowerCase() };
+}
+
+function fromHeaderBytes(value: string): string {
+  if (!/[\u0080-\u00ff]/.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * Everything that touches the cache tree on disk. Writes follow write-file-atomic: a temp file on the
+ * same file system (under the state directory, which nginx denies), written, fsynced, chmod 0644 and
+ * renamed over the target, so nginx sees the old file or the new one and never a part.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants, type Stats } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { PrerenderError, isErrno } from './errors.js';
+import { STATE_DIR, resolveInRoot } from './url-path.js';
+
+export const FILE_MODE = 0o644;
+export const DIR_MODE = 0o755;
+/** Precompressed siblings nginx's gzip_static / brotli_static look for; they live and die with the file. */
+export const SIBLING_SUFFIXES = ['.gz', '.br'] as const;
+/** A temp file older than this is abandoned even if a process with its pid is alive (pid reuse). */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+export interface StoreOptions {
+  /** fsync files before renaming them into place, so a power cut cannot leave an empty page. @default true */
+  durable?: boolean;
+}
+
+/** What the index keeps about one stored file (`.prerender/meta/<hash>.json`). */
+export interface EntryMeta {
+  /** Decoded URL path the file was stored for, e.g. `/café/`. */
+  urlPath: string;
+  /** File relative to the root, `/`-separated. */
+  file: string;
+  tags: string[];
+  /** Epoch ms when the render that produced it started. */
+  renderedAt: number;
+  storedAt: number;
+  expiresAt: number | null;
+  mediaType: string;
+  size: number;
+}
+
+export type CommitResult = { stored: true; absolute: string } | { stored: false; reason: string };
+
+let tempCounter = 0;
+
+export class Store {
+  readonly root: string;
+  readonly stateDir: string;
+  readonly tempDir: string;
+  readonly metaDir: string;
+  private readonly durable: boolean;
+  private ready: Promise<void> | undefined;
+
+  constructor(root: string, options: StoreOptions = {}) {
+    this.root = path.resolve(root);
+    this.stateDir = path.join(this.root, STATE_DIR);
+    this.tempDir = path.join(this.stateDir, 'tmp');
+    this.metaDir = path.join(this.stateDir, 'meta');
+    this.durable = options.durable ?? true;
+  }
+
+  /** Creates the root and state directories and removes temp files left by killed processes. */
+  init(): Promise<void> {
+    this.ready ??= this.initOnce().catch((error: unknown) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
+  /** Throws EROOT unless the root exists and is a directory; for commands that must not create it. */
+  async checkRoot(): Promise<void> {
+    if ((await this.rootStats()) === undefined) {
+      throw new PrerenderError('EROOT', `cache root ${this.root} does not exist: check --root or $PRERENDER_ROOT`, { input: this.root });
+    }
+  }
+
+  private async rootStats(): Promise<Stats | undefined> {
+    let stats: Stats;
+    try {
+      stats = await fs.stat(this.root);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw rootError(this.root, error);
+    }
+    if (!stats.isDirectory()) {
+      throw new PrerenderError('EROOT', `cache root ${this.root} is not a directory: check --root or $PRERENDER_ROOT`, { input: this.root });
+    }
+    return stats;
+  }
+
+  private async initOnce(): Promise<void> {
+    await this.rootStats();
+    try {
+      await makeDirectories(this.root, path.parse(this.root).root);
+      await makeDirectories(this.tempDir, this.root);
+      await makeDirectories(this.metaDir, this.root);
+    } catch (error) {
+      throw rootError(this.root, error);
+    }
+    await this.removeStaleTemps();
+  }
+
+  async removeStaleTemps(): Promise<number> {
+    let removed = 0;
+    for (const name of await fs.readdir(this.tempDir).catch(() => [] as string[])) {
+      const pid = Number(name.split('-')[0]);
+      if (pid === process.pid) continue;
+      const file = path.join(this.tempDir, name);
+      const stats = await fs.stat(file).catch(() => undefined);
+      if (stats === undefined) continue;
+      if (isAlive(pid) && Date.now() - stats.mtimeMs < STALE_TEMP_MS) continue;
+      await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);
+    }
+    return removed;
+  }
+
+  /**
+   * Starts a temp file without waiting for the disk: writes queue behind the open, so the caller (a
+   * response in flight) never waits.
+   */
+  openTemp(): TempFile {
+    const name = `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}.tmp`;
+    const file = path.join(this.tempDir, name);
+    const opening = this.init().then(() =>
+      fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE));
+    return new TempFile(file, opening);
+  }
+
+  /** Absolute path of a root-relative file, or undefined when it cannot be stored there. */
+  resolve(file: string): string | undefined {
+    return resolveInRoot(this.root, file);
+  }
+
+  /**
+   * Moves a finished temp file into place at `meta.file` and records its meta. The temp file is gone
+   * afterwards whatever happens. A file standing where a directory is needed, or a directory where the
+   * file goes, is left alone and the entry skipped.
+   */
+  async commit(temp: TempFile, meta: EntryMeta): Promise<CommitResult> {
+    try {
+      const absolute = this.resolve(meta.file);
+      if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
+      await temp.finish(this.durable);
+      await this.writeMeta(meta);
+      const placed = await placeFile(temp.path, absolute, this.root);
+      if (!placed.ok) {
+        await fs.rm(this.metaPathFor(meta.file), { force: true });
+        return { stored: false, reason: placed.reason };
+      }
+      return { stored: true, absolute };
+    } finally {
+      await temp.discard();
+    }
+  }
+
+  metaPathFor(file: string): string {
+    const hash = createHash('sha1').update(file).digest('hex');
+    return path.join(this.metaDir, hash.slice(0, 2), `${hash}.json`);
+  }
+
+  async readMeta(file: string): Promise<EntryMeta | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(this.metaPathFor(file), 'utf8')) as EntryMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeMeta(meta: EntryMeta): Promise<void> {
+    const temp = this.openTemp();
+    try {
+      temp.write(Buffer.from(JSON.stringify(meta)));
+      await temp.finish(this.durable);
+      const target = this.metaPathFor(meta.file);
+      await makeDirectories(path.dirname(target), this.root);
+      await fs.rename(temp.path, target);
+    } finally {
+      await temp.discard();
+    }
+  }
+
+  /**
+   * Removes a stored file with its precompressed siblings and meta, then the directories it leaves
+   * empty (never the root). Returns false when there was no such file.
+   */
+  async remove(file: string): Promise<boolean> {
+    const absolute = this.resolve(file);
+    if (absolute === undefined) return false;
+    let existed = false;
+    for (const candidate of [absolute, ...SIBLING_SUFFIXES.map((suffix) => absolute + suffix)]) {
+      try {
+        await fs.unlink(candidate);
+        existed = true;
+      } catch (error) {
+        if (!isErrno(error, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw error;
+      }
+    }
+    await fs.rm(this.metaPathFor(file), { force: true });
+    await pruneEmptyDirectories(path.dirname(absolute), this.root);
+    return existed;
+  }
+}
+
+/**
+ * The body of one response on its way to disk. Writes are queued so the response never waits for the
+ * disk; `backlog` tells the caller how far the disk is behind, so it can give up instead of buffering.
+ */
+export class TempFile {
+  readonly path: string;
+  private readonly opening: Promise<FileHandle>;
+  private chain: Promise<unknown>;
+  private closed = false;
+  /** Bytes handed to `write` so far. */
+  bytes = 0;
+  /** Bytes handed to `write` that have not reached the file yet. */
+  backlog = 0;
+  /** The first error from opening or writing; `finish` throws it. */
+  error: unknown;
+
+  constructor(file: string, opening: Promise<FileHandle>) {
+    this.path = file;
+    this.opening = opening;
+    this.chain = opening.catch((error: unknown) => {
+      this.error ??= error;
+    });
+  }
+
+  write(chunk: Uint8Array): void {
+    const length = chunk.byteLength;
+    this.bytes += length;
+    this.backlog += length;
+    this.chain = this.chain.then(async () => {
+      if (this.error === undefined) await (await this.opening).write(chunk);
+    }).catch((error: unknown) => {
+      this.error ??= error;
+    }).finally(() => {
+      this.backlog -= length;
+    });
+  }
+
+  /** Waits for every queued write, fixes the mode whatever the umask, optionally fsyncs, closes. */
+  async finish(durable: boolean): Promise<void> {
+    await this.chain;
+    if (this.error !== undefined) throw this.error;
+    const handle = await this.opening;
+    await handle.chmod(FILE_MODE);
+    if (durable) await handle.datasync();
+    this.closed = true;
+    await handle.close();
+  }
+
+  /** Closes and unlinks the temp file; safe to call more than once and after a rename. */
+  async discard(): Promise<void> {
+    await this.chain;
+    if (!this.closed) {
+      this.closed = true;
+      const handle = await this.opening.catch(() => undefined);
+      await handle?.close().catch(() => undefined);
+    }
+    await fs.unlink(this.path).catch(() => undefined);
+  }
+}
+
+/**
+ * Creates `dir` and any missing parents below `stopAt` with mode 0755 whatever the umask. Throws ENOTDIR
+ * or EEXIST when a file stands where a directory is needed.
+ */
+export async function makeDirectories(dir: string, stopAt: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+  if (first === undefined) return;
+  // mkdir's mode is masked by the umask; fix every directory this call created, from the top down.
+  let current = dir;
+  const created: string[] = [];
+  while (current.length >= first.length && current !== stopAt) {
+    created.push(current);
+    current = path.dirname(current);
+  }
+  for (const created_dir of created.reverse()) await fs.chmod(created_dir, DIR_MODE);
+}
+
+async function placeFile(source: string, target: string, root: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+  // A concurrent purge may prune the parent directory between mkdir and rename; try again then.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await makeDirectories(path.dirname(target), root);
+      await fs.rename(source, target);
+      return { ok: true };
+    } catch (error) {
+      if (isErrno(error, 'ENOTDIR', 'EEXIST')) return { ok: false, reason: 'a file stands where a directory is needed' };
+      if (isErrno(error, 'EISDIR', 'ENOTEMPTY')) return { ok: false, reason: 'a directory stands where the file goes' };
+      if (isErrno(error, 'ENAMETOOLONG')) return { ok: false, reason: 'name too long for the file system' };
+      if (!isErrno(error, 'ENOENT') || attempt >= 3) throw error;
+    }
+  }
+}
+
+async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
+  let current = dir;
+  while (current !== root && current.startsWith(root + path.sep)) {
+    try {
+      await fs.rmdir(current);
+    } catch {
+      return;
+    }
+    current = path.dirname(current);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return isErrno(error, 'EPERM');
+  }
+}
+
+function rootError(root: string, cause: unknown): PrerenderError {
+  const reason = isErrno(cause) ? cause.code : 'error';
+  return new PrerenderError('EROOT', `cannot use cache root ${root} (${reason}): check that it is a writable directory`, {
+    cause,
+    input: root,
+  });
+}

@@ -1,0 +1,300 @@
+/**
+ * Test helpers: temp roots, real servers on loopback, a real nginx with the generated config, raw HTTP
+ * and the real CLI. Nothing here mocks fs, http or nginx.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import http, { type IncomingHttpHeaders, type RequestListener } from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const cliPath = path.join(repoRoot, 'bin', 'prerender.js');
+
+/** A fresh directory (mode 0755 so nginx's worker, running as nobody, can traverse it). */
+export async function tempDir(prefix = 'prerender-test-'): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  await fs.chmod(dir, 0o755);
+  return dir;
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+}
+
+/** Every file below `dir`, relative and sorted; the state directory is left out unless asked for. */
+export async function listFiles(dir: string, options: { includeState?: boolean } = {}): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(current: string, prefix: string): Promise<void> {
+    let entries;
+    try {
+      entries = await fs.readdir(current, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+      if (!options.includeState && prefix === '' && entry.name === '.prerender') continue;
+      if (entry.isDirectory()) await walk(path.join(current, entry.name), rel);
+      else out.push(rel);
+    }
+  }
+  await walk(dir, '');
+  return out.sort();
+}
+
+export interface Server {
+  port: number;
+  url: string;
+  /** Requests the app saw, by raw req.url. */
+  hits: Map<string, number>;
+  close(): Promise<void>;
+}
+
+/** Starts a real node:http server on a free loopback port. */
+export async function startServer(listener: RequestListener): Promise<Server> {
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    hits.set(req.url ?? '', (hits.get(req.url ?? '') ?? 0) + 1);
+    listener(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request over a fresh connection; `target` goes into the request line as given. */
+export function request(port: number, target: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: target, method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Sends raw bytes as the request line's target (no URL library touches it) and returns the status code,
+ * or 0 when the server closed the connection without a status line.
+ */
+export function rawStatus(port: number, target: Buffer | string, extraHeaders = ''): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(Buffer.concat([
+        Buffer.from('GET '),
+        typeof target === 'string' ? Buffer.from(target, 'latin1') : target,
+        Buffer.from(` HTTP/1.1\r\nHost: localhost\r\n${extraHeaders}Connection: close\r\n\r\n`),
+      ]));
+    });
+    let head = '';
+    socket.setTimeout(10_000, () => socket.destroy(new Error('raw request timed out')));
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const match = /^HTTP\/1\.[01] (\d{3})/.exec(head);
+      resolve(match ? Number(match[1]) : 0);
+    });
+  });
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export const NGINX_BIN = ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'].find((bin) => existsSync(bin));
+let nginxNoticeShown = false;
+
+/**
+ * Whether nginx tests can run. Under CI=true a missing nginx is a failure; elsewhere the tests are
+ * skipped with a notice nobody can miss.
+ */
+export function nginxAvailable(): boolean {
+  if (NGINX_BIN !== undefined) return true;
+  if (process.env.CI === 'true') throw new Error('nginx is not installed, and CI=true: nginx tests must not be skipped (.ci/run installs it)');
+  if (!nginxNoticeShown) {
+    nginxNoticeShown = true;
+    process.stderr.write('\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
+      + '!!  nginx is NOT installed: every test that needs it is SKIPPED.            !!\n'
+      + '!!  Install it (apt-get install -y nginx) or run bash .ci/run.              !!\n'
+      + '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n');
+  }
+  return false;
+}
+
+export interface Nginx {
+  port: number;
+  url: string;
+  config: string;
+  stop(): Promise<void>;
+}
+
+/** Starts a real nginx on a free loopback port serving `root` with the config `prerender nginx` prints. */
+export async function startNginx(options: Omit<NginxConfigOptions, 'listen'>): Promise<Nginx> {
+  if (NGINX_BIN === undefined) throw new Error('nginx is not installed');
+  const dir = await tempDir('prerender-nginx-');
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const server = nginxConfig({ ...options, listen: `127.0.0.1:${port}` });
+    const runAsRoot = process.getuid?.() === 0;
+    const config = `${runAsRoot ? 'user nobody nogroup;\n' : ''}daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path ${dir}/body;
+    proxy_temp_path ${dir}/proxy;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+${server}
+}
+`;
+    await fs.writeFile(path.join(dir, 'nginx.conf'), config);
+    const child = spawn(NGINX_BIN, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const up = await Promise.race([waitForPort(port, 5000), exited.then(() => false)]);
+    if (up) {
+      return {
+        port,
+        url: `http://127.0.0.1:${port}`,
+        config,
+        stop: async () => {
+          await stopChild(child, exited);
+          await removeDir(dir);
+        },
+      };
+    }
+    await stopChild(child, exited);
+    if (attempt >= 2) {
+      const log = await fs.readFile(path.join(dir, 'error.log'), 'utf8').catch(() => '');
+      throw new Error(`nginx did not start: ${stderr}\n${log}`);
+    }
+  }
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  await Promise.race([exited, sleep(3000).then(() => child.kill('SIGKILL'))]);
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return true;
+    await sleep(25);
+  }
+  return false;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `bin/prerender.js` (built `dist/`) in a child process. */
+export function runCli(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      cwd: options.cwd ?? repoRoot,
+      env: { ...process.env, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+interface HookedSuite<T> {
+  before(hook: (context: T) => Promise<void>): void;
+  after(hook: (context: T) => Promise<void>): void;
+  // uvu types `before.each` as a property of the `before` function.
+}
+
+/**
+ * Registers set-up and tear-down on a uvu suite so that a failing set-up fails every test. uvu itself
+ * swallows errors thrown by `before` hooks (its runner returns from `finally`), which would report a
+ * broken suite as passing.
+ */
+export function setUpSuite<T>(target: HookedSuite<T> & { before: { each(hook: (context: T) => void): void } }, setUp: (context: T) => Promise<void>, tearDown: (context: T) => Promise<void>): void {
+  let failure: unknown;
+  target.before(async (context) => {
+    try {
+      await setUp(context);
+    } catch (error) {
+      failure = error;
+    }
+  });
+  target.before.each(() => {
+    if (failure !== undefined) throw failure;
+  });
+  target.after(async (context) => {
+    await tearDown(context);
+  });
+}
