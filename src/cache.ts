@@ -7,8 +7,9 @@ import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
-import { purge, type PurgeResult, type PurgeSelector } from './purge.js';
-import { Store } from './store.js';
+import { CacheRoot } from './cache-root.js';
+import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
+import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
 
 export interface CacheOptions {
   /** Directory nginx serves as its `root`. Created if missing. */
@@ -31,6 +32,18 @@ export interface CacheOptions {
    * @default true
    */
   durable?: boolean;
+  /**
+   * A render (request to response end) that took longer than this is not stored. Purges are checked
+   * against renders by time, and this bounds how long those records are kept.
+   * @default 600_000 (10 minutes)
+   */
+  maxRenderMs?: number;
+  /**
+   * Run `sweep()` (remove expired files, compact the index) this often; 0 disables. Safe to enable in
+   * every process sharing a root.
+   * @default 0
+   */
+  sweepIntervalMs?: number;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -50,10 +63,17 @@ export interface Cache {
   middleware(): Middleware;
   /** Wraps a plain node:http handler. */
   wrap(handler: Handler): Handler;
-  /** Removes cached files; see `PurgeSelector`. */
-  purge(selector: PurgeSelector): Promise<PurgeResult>;
+  /**
+   * Removes (or, with `refresh`, re-fetches in place) the selected files. Once it resolves, no render
+   * that started before it can store its result.
+   */
+  purge(selector: PurgeSelector, options?: PurgeOptions): Promise<PurgeResult>;
+  /** Removes (or refreshes) expired files and compacts the index. */
+  sweep(options?: SweepOptions): Promise<SweepResult>;
   /** Resolves once every response captured so far has been stored or skipped. */
   idle(): Promise<void>;
+  /** Stops the sweep timer and waits for pending stores. */
+  close(): Promise<void>;
 }
 
 const MiB = 1024 * 1024;
@@ -71,7 +91,17 @@ export function createCache(options: CacheOptions): Cache {
     throw new TypeError('Expected `bypassCookies` to be an array of cookie names');
   }
 
-  const store = new Store(options.root, { durable: options.durable ?? true });
+  const sweepIntervalMs = options.sweepIntervalMs ?? 0;
+  if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
+    throw new TypeError('Expected `sweepIntervalMs` to be a whole number of milliseconds, 0 to disable');
+  }
+  const maxRenderMs = options.maxRenderMs ?? 600_000;
+  if (!Number.isSafeInteger(maxRenderMs) || maxRenderMs < 1) {
+    throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
+  }
+
+  const root = new CacheRoot(options.root, { durable: options.durable ?? true, maxRenderMs });
+  const store = root.store;
   const warn = throttledLogger(options.log ?? consoleLogger);
   const pending = new Set<Promise<void>>();
   // Start-up work (state directory, stale temp files) happens now, off any response.
@@ -88,7 +118,7 @@ export function createCache(options: CacheOptions): Cache {
     },
     store(temp, target, response, renderedAt) {
       const bytes = temp.bytes;
-      const task = store.commit(temp, {
+      const task = root.commit(temp, {
         urlPath: target.urlPath,
         file: target.file,
         tags: response.tags,
@@ -109,6 +139,20 @@ export function createCache(options: CacheOptions): Cache {
     },
   };
 
+  let sweeping: Promise<unknown> | undefined;
+  const timer = sweepIntervalMs === 0 ? undefined : setInterval(() => {
+    sweeping ??= sweep(root)
+      .catch((error: unknown) => warn('sweep', `sweep of ${store.root} failed`, error))
+      .finally(() => {
+        sweeping = undefined;
+      });
+  }, sweepIntervalMs);
+  timer?.unref();
+
+  const idle = async (): Promise<void> => {
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+  };
+
   return {
     root: store.root,
     middleware: () => (req, res, next) => {
@@ -119,9 +163,19 @@ export function createCache(options: CacheOptions): Cache {
       attach(req, res, context);
       handler(req, res);
     },
-    purge: (selector) => purge(store, selector),
-    async idle() {
-      while (pending.size > 0) await Promise.allSettled([...pending]);
+    async purge(selector, purgeOptions) {
+      await store.init();
+      return purge(root, selector, purgeOptions);
+    },
+    async sweep(sweepOptions) {
+      await store.init();
+      return sweep(root, sweepOptions);
+    },
+    idle,
+    async close() {
+      clearInterval(timer);
+      await sweeping;
+      await idle();
     },
   };
 }

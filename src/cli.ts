@@ -5,8 +5,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { PrerenderError } from './errors.js';
 import { nginxConfig } from './nginx-config.js';
-import { purge } from './purge.js';
-import { Store } from './store.js';
+import { CacheRoot } from './cache-root.js';
+import { parseOrigin } from './origin.js';
+import { purge, type PurgeResult, type RefreshOptions } from './purge.js';
+import { sweep } from './sweep.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -51,14 +53,48 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     });
 
   program.command('purge')
-    .description('delete cached files by URL path or URL (with their .gz/.br siblings)')
-    .argument('<paths...>', 'URL paths (/blog/post) or absolute URLs')
-    .addOption(rootOption())
+    .description('delete cached files by URL path, tag, prefix or all (with their .gz/.br siblings)')
+    .argument('[paths...]', 'URL paths (/blog/post) or absolute URLs')
+    .option('--tag <tag>', 'every file stored with this tag (repeatable)', collect, undefined)
+    .option('--prefix <prefix>', 'every file whose URL path starts with this (/blog/)')
+    .option('--all', 'everything under the root')
+    .option('--dry-run', 'list what would be removed; remove nothing')
+    .option('--refresh', 'fetch each page again from --origin and replace it in place; delete it if that fails')
+    .option('--origin <url>', 'the app to refresh from, e.g. http://127.0.0.1:3000')
+    .option('--concurrency <n>', 'refreshes at once', '8')
     .option('--json', 'print a machine-readable report on stdout')
-    .action(async (paths: string[], options: { root: string; json?: boolean }) => {
-      const result = await purge(new Store(options.root), { paths });
-      if (options.json === true) io.stdout(`${JSON.stringify({ removed: result.removed, count: result.removed.length })}\n`);
-      else io.stdout(`removed ${result.removed.length} file${result.removed.length === 1 ? '' : 's'}${result.removed.map((file) => `\n  ${file}`).join('')}\n`);
+    .addOption(rootOption())
+    .action(async (paths: string[], options: PurgeCliOptions) => {
+      const refresh = refreshOption(options);
+      const selector = {
+        paths,
+        ...(options.tag === undefined ? {} : { tags: options.tag }),
+        ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+        ...(options.all === true ? { all: true } : {}),
+      };
+      if (paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true) {
+        throw new PrerenderError('EUSAGE', 'purge needs something to select: paths, --tag, --prefix or --all');
+      }
+      const result = await purge(new CacheRoot(options.root), selector, {
+        dryRun: options.dryRun === true,
+        ...(refresh === undefined ? {} : { refresh }),
+      });
+      report(io, result, options.json === true, options.dryRun === true);
+      if (result.failed.length > 0) exitCode = 1;
+    });
+
+  program.command('sweep')
+    .description('delete expired files (or refresh them) and compact the index')
+    .option('--refresh', 'fetch expired pages again from --origin instead of deleting them')
+    .option('--origin <url>', 'the app to refresh from')
+    .option('--concurrency <n>', 'refreshes at once', '8')
+    .option('--json', 'print a machine-readable report on stdout')
+    .addOption(rootOption())
+    .action(async (options: RefreshCliOptions & { root: string; json?: boolean }) => {
+      const refresh = refreshOption(options);
+      const result = await sweep(new CacheRoot(options.root), refresh === undefined ? {} : { refresh });
+      report(io, result, options.json === true, false);
+      if (result.failed.length > 0) exitCode = 1;
     });
 
   try {
@@ -67,6 +103,55 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     exitCode = exitCodeFor(error, io);
   }
   return exitCode;
+}
+
+interface RefreshCliOptions {
+  refresh?: boolean;
+  origin?: string;
+  concurrency: string;
+}
+
+interface PurgeCliOptions extends RefreshCliOptions {
+  root: string;
+  tag?: string[];
+  prefix?: string;
+  all?: boolean;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+function refreshOption(options: RefreshCliOptions): RefreshOptions | undefined {
+  if (options.refresh !== true) {
+    if (options.origin !== undefined) throw new PrerenderError('EUSAGE', '--origin is only used with --refresh');
+    return undefined;
+  }
+  if (options.origin === undefined) throw new PrerenderError('EUSAGE', '--refresh needs --origin <url>: the app to fetch pages from');
+  return { origin: parseOrigin(options.origin), concurrency: positiveInteger(options.concurrency, '--concurrency') };
+}
+
+export function positiveInteger(value: string, option: string): number {
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(number) || number < 1) {
+    throw new PrerenderError('EUSAGE', `${option} ${JSON.stringify(value)} must be a whole number from 1 and up`, { input: value });
+  }
+  return number;
+}
+
+function report(io: CliIO, result: PurgeResult, json: boolean, dryRun: boolean): void {
+  if (json) {
+    io.stdout(`${JSON.stringify({
+      dryRun,
+      counts: { removed: result.removed.length, refreshed: result.refreshed.length, failed: result.failed.length },
+      ...result,
+    })}\n`);
+    return;
+  }
+  const plural = (count: number) => `${count} file${count === 1 ? '' : 's'}`;
+  const lines = [`${dryRun ? 'would remove' : 'removed'} ${plural(result.removed.length)}`];
+  if (result.refreshed.length > 0) lines.push(`refreshed ${plural(result.refreshed.length)}`);
+  for (const failure of result.failed) lines.push(`refresh failed, deleted instead: ${failure.urlPath} (${failure.reason})`);
+  if (dryRun) lines.push(...result.removed.map((file) => `  ${file}`));
+  io.stdout(`${lines.join('\n')}\n`);
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

@@ -4,8 +4,8 @@
  * behind (or the body outgrows `maxBodyBytes`) the copy is abandoned rather than buffered. Once the
  * response has finished, the copy is stored if the policy allows; an aborted response leaves nothing.
  */
-import { TextDecoder } from 'node:util';
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { BodySink } from './body.js';
 import { checkRequest, checkResponse, type StorableResponse } from './policy.js';
 import type { TempFile } from './store.js';
 
@@ -39,15 +39,14 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   const renderedAt = Date.now();
   let target: CachePath | undefined = requestVerdict.store ? requestVerdict.target : undefined;
   let response: StorableResponse | undefined;
-  let temp: TempFile | undefined;
-  let decoder: TextDecoder | undefined;
+  let sink: BodySink | undefined;
 
   const abandon = (reason: string, error?: unknown): void => {
     if (target !== undefined) context.skip(target.urlPath, reason, error);
     target = undefined;
     response = undefined;
-    void temp?.discard();
-    temp = undefined;
+    void sink?.temp.discard();
+    sink = undefined;
   };
 
   const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
@@ -67,8 +66,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
       const verdict = checkResponse(statusCode, all, target, Date.now());
       if (verdict.store) {
         response = verdict;
-        temp = context.openTemp();
-        if (verdict.mustBeUtf8) decoder = new TextDecoder('utf-8', { fatal: true });
+        sink = new BodySink(context.openTemp(), verdict, context.maxBodyBytes);
       } else {
         abandon(verdict.reason, verdict.tagError);
       }
@@ -77,21 +75,14 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   } as WriteHead;
 
   const tee = (chunk: unknown, encoding: unknown): void => {
-    if (temp === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    if (sink === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return;
     const bytes = typeof chunk === 'string'
       ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
       : chunk instanceof Uint8Array ? chunk : undefined;
-    if (bytes === undefined || bytes.byteLength === 0) return;
-    if (temp.bytes + bytes.byteLength > context.maxBodyBytes) return abandon(`body over maxBodyBytes (${context.maxBodyBytes})`);
-    if (temp.backlog > context.maxBacklogBytes) return abandon('the disk fell too far behind the client');
-    if (decoder !== undefined) {
-      try {
-        decoder.decode(bytes, { stream: true });
-      } catch {
-        return abandon('body is not valid UTF-8 and declares no charset');
-      }
-    }
-    temp.write(bytes);
+    if (bytes === undefined) return;
+    if (sink.temp.backlog > context.maxBacklogBytes) return abandon('the disk fell too far behind the client');
+    const refusal = sink.push(bytes);
+    if (refusal !== undefined) abandon(refusal);
   };
 
   const originalWrite = res.write;
@@ -109,20 +100,12 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   } as ServerResponse['end'];
 
   res.once('close', () => {
-    if (temp === undefined || target === undefined || response === undefined) return;
+    if (sink === undefined || target === undefined || response === undefined) return;
     if (!res.writableFinished) return abandon('the response did not complete (client gone or stream destroyed)');
-    if (response.contentLength !== undefined && response.contentLength !== temp.bytes) {
-      return abandon(`body is ${temp.bytes} bytes but Content-Length said ${response.contentLength}`);
-    }
-    if (decoder !== undefined) {
-      try {
-        decoder.decode();
-      } catch {
-        return abandon('body ends inside a UTF-8 sequence and declares no charset');
-      }
-    }
-    const finished = temp;
-    temp = undefined;
+    const refusal = sink.end();
+    if (refusal !== undefined) return abandon(refusal);
+    const finished = sink.temp;
+    sink = undefined;
     context.store(finished, target, response, renderedAt);
   });
 }

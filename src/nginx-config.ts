@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { PrerenderError } from './errors.js';
 import { UTF8_TYPES } from './mime.js';
+import { parseOrigin } from './origin.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
 import { STATE_DIR } from './url-path.js';
 
@@ -29,7 +30,7 @@ const unquotable = /["\\$\u0000-\u001f\u007f;{}]/;
 
 export function nginxConfig(options: NginxConfigOptions): string {
   const root = checkRoot(options.root);
-  const upstream = checkUpstream(options.upstream);
+  const upstream = parseOrigin(options.upstream, '--upstream');
   const listen = options.listen ?? '80';
   if (!listenValue.test(listen)) {
     throw new PrerenderError('EUSAGE', `--listen ${JSON.stringify(listen)} is not a port or address:port (e.g. 127.0.0.1:8080)`, { input: listen });
@@ -111,18 +112,4 @@ function checkRoot(root: string): string {
     throw new PrerenderError('EUSAGE', `--root ${JSON.stringify(root)} has characters nginx would read as syntax (" \\ $ ; { } or control)`, { input: root });
   }
   return absolute;
-}
-
-function checkUpstream(upstream: string): string {
-  let url: URL;
-  try {
-    url = new URL(upstream);
-  } catch {
-    throw new PrerenderError('EUSAGE', `--upstream ${JSON.stringify(upstream)} is not a URL (e.g. http://127.0.0.1:3000)`, { input: upstream });
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.search !== '' || url.hash !== ''
-    || (url.pathname !== '/' && url.pathname !== '')) {
-    throw new PrerenderError('EUSAGE', `--upstream ${JSON.stringify(upstream)} must be http(s)://host[:port] with no path: nginx forwards the original URI`, { input: upstream });
-  }
-  return `${url.protocol}//${url.host}`;
 }

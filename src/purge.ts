@@ -1,11 +1,18 @@
 /**
- * Selecting cached files and removing them. Every path argument goes through the same
- * canonicalization as a write (url-path.ts), so a purge can name exactly the files a write can create
- * and nothing else.
+ * Selecting cached files and removing (or refreshing) them. Every path and prefix argument goes through
+ * the same canonicalization as a write (url-path.ts), so a purge can name exactly the files a write can
+ * create and nothing else. The invalidation is recorded before anything is selected, so a render that
+ * started earlier cannot store its result afterwards (cache-root.ts).
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import pLimit from 'p-limit';
+import type { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
-import type { Store } from './store.js';
-import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
+import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { parseOrigin } from './origin.js';
+import { normalizeTag } from './policy.js';
+import { REFUSAL_MESSAGES, decodePath, toCachePath, type CachePath } from './url-path.js';
 
 export interface PurgeSelector {
   /**
@@ -13,21 +20,154 @@ export interface PurgeSelector {
    * `/x/` and `/x/index.html` name the same file.
    */
   paths?: readonly string[];
+  /** Every file stored with any of these tags (case-insensitive). */
+  tags?: readonly string[];
+  /** Every file whose URL path starts with this string: `/blog/` (the section) or `/blog` (also `/blogroll`). */
+  prefix?: string;
+  /** Everything under the root. */
+  all?: boolean;
+}
+
+export interface RefreshOptions {
+  /** Where pages are fetched again, e.g. `http://127.0.0.1:3000`. */
+  origin: string;
+  /** @default 8 */
+  concurrency?: number;
+  /** @default 30_000 */
+  timeoutMs?: number;
+  /** @default 10 MiB */
+  maxBodyBytes?: number;
+}
+
+export interface PurgeOptions {
+  /** Report what would be removed, remove nothing, record nothing. */
+  dryRun?: boolean;
+  /**
+   * Fetch each selected page again and replace its file in place, so nginx keeps serving the old page
+   * until the new one is there (no miss storm). A page whose refresh fails is deleted and reported.
+   */
+  refresh?: RefreshOptions;
 }
 
 export interface PurgeResult {
-  /** Files removed, relative to the root (their `.gz`/`.br` siblings went with them). */
+  /** Files removed (or, with `dryRun`, that would be), relative to the root; `.gz`/`.br` went with them. */
   removed: string[];
+  /** Files replaced by a fresh fetch. */
+  refreshed: string[];
+  /** Refreshes that failed: the file was deleted instead. */
+  failed: Array<{ file: string; urlPath: string; reason: string }>;
 }
 
-export async function purge(store: Store, selector: PurgeSelector): Promise<PurgeResult> {
-  const targets = (selector.paths ?? []).map(parsePathArgument);
-  await store.checkRoot();
-  const removed: string[] = [];
-  for (const target of targets) {
-    if (await store.remove(target.file)) removed.push(target.file);
+export async function purge(root: CacheRoot, selector: PurgeSelector, options: PurgeOptions = {}): Promise<PurgeResult> {
+  const paths = (selector.paths ?? []).map(parsePathArgument);
+  const tags = (selector.tags ?? []).map(parseTagArgument);
+  const prefix = selector.prefix === undefined ? undefined : parsePrefixArgument(selector.prefix);
+  const refresh = options.refresh === undefined ? undefined : { ...options.refresh, origin: parseOrigin(options.refresh.origin) };
+  if (paths.length === 0 && tags.length === 0 && prefix === undefined && selector.all !== true) {
+    throw new PrerenderError('EUSAGE', 'nothing to purge: give paths, tags, a prefix, or all');
   }
-  return { removed };
+  await root.store.checkRoot();
+
+  const dryRun = options.dryRun === true;
+  const at = Date.now();
+  if (!dryRun) {
+    await root.invalidations.recordFiles(paths.map((target) => target.file), at);
+    await root.invalidations.recordTags(tags, at);
+    if (prefix !== undefined) await root.invalidations.recordPrefix(prefix.urlPath, at);
+    if (selector.all === true) await root.invalidations.recordAll(at);
+  }
+
+  if (selector.all === true && refresh === undefined && !dryRun) return { removed: await removeAll(root), refreshed: [], failed: [] };
+
+  const releases: Array<() => Promise<void>> = [];
+  const selected = new Set<string>(paths.map((target) => target.file));
+  for (const tag of tags) {
+    if (dryRun) {
+      for (const file of await root.tags.files(tag)) selected.add(file);
+    } else {
+      const taken = await root.tags.take(tag);
+      releases.push(taken.release);
+      for (const file of taken.files) selected.add(file);
+    }
+  }
+  if (prefix !== undefined) for (const file of await root.store.list(prefix.dir, prefix.namePrefix)) selected.add(file);
+  if (selector.all === true) for (const file of await root.store.list()) selected.add(file);
+
+  const result: PurgeResult = { removed: [], refreshed: [], failed: [] };
+  if (dryRun) {
+    for (const file of selected) if (await root.store.exists(file)) result.removed.push(file);
+  } else if (refresh !== undefined) {
+    await refreshFiles(root, [...selected], refresh, result);
+  } else {
+    for (const file of selected) if (await root.store.remove(file)) result.removed.push(file);
+  }
+  for (const release of releases) await release();
+  await root.invalidations.prune();
+  return result;
+}
+
+/**
+ * Fetches each file's page again with bounded concurrency; a page that cannot be refreshed (non-200,
+ * refused by the policy, network error) is deleted, so nothing stale outlives the purge.
+ */
+export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult): Promise<void> {
+  const limit = pLimit(options.concurrency ?? 8);
+  await Promise.all(files.map((file) => limit(async () => {
+    if (!(await root.store.exists(file))) return;
+    const meta = await root.store.readMeta(file);
+    const target = targetFor(file, meta?.urlPath);
+    let outcome: PageOutcome = { outcome: 'skipped', reason: 'its URL path cannot be recovered' };
+    if (target !== undefined) {
+      outcome = await fetchPage(root, target, {
+        origin: options.origin,
+        timeoutMs: options.timeoutMs ?? 30_000,
+        maxBodyBytes: options.maxBodyBytes ?? 10 * 1024 * 1024,
+      });
+    }
+    if (outcome.outcome === 'stored') {
+      result.refreshed.push(file);
+      return;
+    }
+    await root.store.remove(file);
+    result.removed.push(file);
+    result.failed.push({ file, urlPath: target?.urlPath ?? file, reason: outcome.reason });
+  })));
+}
+
+/** The page a file was stored for: its meta's URL path, or the path the file name implies. */
+function targetFor(file: string, urlPath: string | undefined): CachePath | undefined {
+  const fromName = file === 'index.html' ? '/' : `/${file.replace(/(^|\/)index\.html$/, '/')}`;
+  for (const candidate of [urlPath, fromName]) {
+    if (candidate === undefined) continue;
+    const mapped = toCachePath(encodePathForMapping(candidate));
+    if (mapped.ok && mapped.value.file === file) return mapped.value;
+  }
+  return undefined;
+}
+
+function encodePathForMapping(urlPath: string): string {
+  // Decoded paths may hold `%`, `?` or `#`; mapping decodes once, so escape them back first.
+  return urlPath.replace(/[%?#]/g, (character) => `%${character.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * Moves every top-level entry (and the index) aside into the state directory, then deletes it there:
+ * nginx sees each subtree go at once, never a half-deleted one.
+ */
+async function removeAll(root: CacheRoot): Promise<string[]> {
+  await root.store.init();
+  const trash = path.join(root.store.tempDir, `${process.pid}-trash-${Date.now()}`);
+  await fs.mkdir(trash);
+  const removed = await root.store.list();
+  for (const name of await fs.readdir(root.root)) {
+    if (name === path.basename(root.store.stateDir)) continue;
+    await fs.rename(path.join(root.root, name), path.join(trash, name));
+  }
+  for (const index of [root.store.metaDir, root.tags.dir]) {
+    await fs.rename(index, path.join(trash, `.${path.basename(index)}`)).catch(() => undefined);
+  }
+  await fs.rm(trash, { recursive: true, force: true });
+  return removed;
 }
 
 const absoluteUrl = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
@@ -46,4 +186,27 @@ export function parsePathArgument(argument: string): CachePath {
     });
   }
   return mapped.value;
+}
+
+export function parseTagArgument(tag: string): string {
+  const checked = normalizeTag(typeof tag === 'string' ? tag.trim() : '');
+  if (!checked.ok) throw new PrerenderError('EUSAGE', `--tag: ${checked.error.message}`, { input: tag });
+  if (checked.tag === '') throw new PrerenderError('EUSAGE', '--tag needs a non-empty tag', { input: tag });
+  return checked.tag;
+}
+
+export interface PrefixArgument {
+  urlPath: string;
+  dir: string[];
+  namePrefix: string;
+}
+
+export function parsePrefixArgument(prefix: string): PrefixArgument {
+  const decoded = decodePath(prefix);
+  if (!decoded.ok) {
+    throw new PrerenderError('EPATH', `--prefix ${JSON.stringify(prefix)}: ${REFUSAL_MESSAGES[decoded.reason]}`, { input: prefix });
+  }
+  const segments = [...decoded.segments];
+  const namePrefix = segments.pop() ?? '';
+  return { urlPath: decoded.path, dir: segments, namePrefix };
 }

@@ -37,7 +37,7 @@ export interface EntryMeta {
   size: number;
 }
 
-export type CommitResult = { stored: true; absolute: string } | { stored: false; reason: string };
+export type PlaceResult = { stored: true; absolute: string; inode: number } | { stored: false; reason: string };
 
 let tempCounter = 0;
 
@@ -131,30 +131,69 @@ export class Store {
   }
 
   /**
-   * Moves a finished temp file into place at `meta.file` and records its meta. The temp file is gone
-   * afterwards whatever happens. A file standing where a directory is needed, or a directory where the
-   * file goes, is left alone and the entry skipped.
+   * Moves a finished temp file into place at `meta.file` after recording its meta. Returns the inode
+   * now at the target, so the placement can be undone without touching a newer file. A file standing
+   * where a directory is needed, or a directory where the file goes, is left alone and the entry skipped.
+   * The caller still owns (and must discard) the temp file.
    */
-  async commit(temp: TempFile, meta: EntryMeta): Promise<CommitResult> {
-    try {
-      const absolute = this.resolve(meta.file);
-      if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
-      await temp.finish(this.durable);
-      await this.writeMeta(meta);
-      const placed = await placeFile(temp.path, absolute, this.root);
-      if (!placed.ok) {
-        await fs.rm(this.metaPathFor(meta.file), { force: true });
-        return { stored: false, reason: placed.reason };
-      }
-      return { stored: true, absolute };
-    } finally {
-      await temp.discard();
+  async place(temp: TempFile, meta: EntryMeta): Promise<PlaceResult> {
+    const absolute = this.resolve(meta.file);
+    if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
+    await temp.finish(this.durable);
+    const inode = (await fs.stat(temp.path)).ino;
+    await this.writeMeta(meta);
+    const placed = await placeFile(temp.path, absolute, this.root);
+    if (!placed.ok) {
+      await fs.rm(this.metaPathFor(meta.file), { force: true });
+      return { stored: false, reason: placed.reason };
     }
+    return { stored: true, absolute, inode };
+  }
+
+  /** Removes a placed file again, only if it is still the inode `place` put there. */
+  async unplace(file: string, inode: number): Promise<void> {
+    const absolute = this.resolve(file);
+    if (absolute === undefined) return;
+    const stats = await fs.lstat(absolute).catch(() => undefined);
+    if (stats?.ino === inode) await this.remove(file);
   }
 
   metaPathFor(file: string): string {
     const hash = createHash('sha1').update(file).digest('hex');
     return path.join(this.metaDir, hash.slice(0, 2), `${hash}.json`);
+  }
+
+  /**
+   * Stored files (root-relative) under directory `dir` whose first segment below it starts with
+   * `namePrefix`; precompressed siblings and the state directory are left out.
+   */
+  async list(dir: string[] = [], namePrefix = ''): Promise<string[]> {
+    const files: string[] = [];
+    const walk = async (segments: string[], prefix: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await fs.readdir(path.join(this.root, ...segments), { withFileTypes: true });
+      } catch (error) {
+        if (isErrno(error, 'ENOENT', 'ENOTDIR')) return;
+        throw error;
+      }
+      for (const entry of entries) {
+        if (!entry.name.startsWith(prefix)) continue;
+        if (segments.length === 0 && entry.name === STATE_DIR) continue;
+        const inner = [...segments, entry.name];
+        if (entry.isDirectory()) await walk(inner, '');
+        else if (entry.isFile() && !SIBLING_SUFFIXES.some((suffix) => entry.name.endsWith(suffix))) files.push(inner.join('/'));
+      }
+    };
+    await walk(dir, namePrefix);
+    return files;
+  }
+
+  /** True when a regular file is stored at this root-relative path. */
+  async exists(file: string): Promise<boolean> {
+    const absolute = this.resolve(file);
+    if (absolute === undefined) return false;
+    return (await fs.lstat(absolute).catch(() => undefined))?.isFile() ?? false;
   }
 
   async readMeta(file: string): Promise<EntryMeta | undefined> {
@@ -237,6 +276,11 @@ export class TempFile {
     });
   }
 
+  /** Resolves once every write queued so far has reached the file (or failed). */
+  async drained(): Promise<void> {
+    await this.chain;
+  }
+
   /** Waits for every queued write, fixes the mode whatever the umask, optionally fsyncs, closes. */
   async finish(durable: boolean): Promise<void> {
     await this.chain;
@@ -305,7 +349,7 @@ async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
   }
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

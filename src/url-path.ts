@@ -40,12 +40,13 @@ export type CachePathResult = { ok: true; value: CachePath } | { ok: false; reas
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const hex = /^[0-9A-Fa-f]{2}$/;
 
+export type DecodedPath = { ok: true; path: string; segments: string[] } | { ok: false; reason: PathRefusal };
+
 /**
- * Maps a request-target (`req.url`, or a path written by a user) to its cache file. The file does not
- * depend on the response: a path with an extension from `mime.types` is its own file, any other path is
- * `<path>/index.html`; the response decides only whether it may be stored there (`mediaType`).
+ * Percent-decodes a path once, as nginx computes `$uri`, and refuses anything that is not canonical.
+ * `segments` are the decoded segments below the root; the last is '' when the path ends in `/`.
  */
-export function toCachePath(target: string): CachePathResult {
+export function decodePath(target: string): DecodedPath {
   if (target.includes('?') || target.includes('#')) return { ok: false, reason: 'query-string' };
   if (!target.startsWith('/')) return { ok: false, reason: 'not-origin-form' };
 
@@ -85,7 +86,24 @@ export function toCachePath(target: string): CachePathResult {
     if (Buffer.byteLength(segment) > NAME_MAX) return { ok: false, reason: 'name-too-long' };
   }
   if (segments[0] === STATE_DIR) return { ok: false, reason: 'state-directory' };
+  return { ok: true, path: decodedPath, segments };
+}
 
+/** A decoded URL path written back as a request-target: each segment percent-encoded. */
+export function encodePath(urlPath: string): string {
+  return urlPath.split('/').map((segment) => encodeURIComponent(segment)).join('/');
+}
+
+/**
+ * Maps a request-target (`req.url`, or a path written by a user) to its cache file. The file does not
+ * depend on the response: a path with an extension from `mime.types` is its own file, any other path is
+ * `<path>/index.html`; the response decides only whether it may be stored there (`mediaType`).
+ */
+export function toCachePath(target: string): CachePathResult {
+  const decoded = decodePath(target);
+  if (!decoded.ok) return decoded;
+  const { path: decodedPath, segments } = decoded;
+  const last = segments.length - 1;
   const lastSegment = segments[last] as string;
   const typeByName = lastSegment === '' ? undefined : mediaTypeForName(lastSegment);
   const fileSegments = typeByName !== undefined ? segments : [...segments.filter((segment) => segment !== ''), 'index.html'];

@@ -23,7 +23,7 @@ export async function tempDir(prefix = 'prerender-test-'): Promise<string> {
 }
 
 export async function removeDir(dir: string): Promise<void> {
-  await fs.rm(dir, { recursive: true, force: true });
+  await fs.rm(dir, { recursive: true, force: true, maxRetries: 5 });
 }
 
 /** Every file below `dir`, relative and sorted; the state directory is left out unless asked for. */

@@ -35,6 +35,7 @@ async function setUp(context: Context, handler: (req: IncomingMessage, res: Serv
 async function tearDown(context: Context): Promise<void> {
   await context.nginx?.stop();
   await context.app?.close();
+  await context.cache?.idle();
   await removeDir(context.dir);
 }
 

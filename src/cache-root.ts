@@ -1,0 +1,79 @@
+/**
+ * One cache root: its files (store.ts), tag index (tags.ts) and invalidation records
+ * (invalidation.ts), and the write protocol that keeps the three consistent across processes.
+ *
+ * A write of file F with tags T, rendered from time S:
+ * 1. append F to each tag log in T (so a crash after step 3 cannot leave an unindexed file);
+ * 2. refuse if a purge of T, F, a prefix of F's path or everything was recorded at or after S;
+ * 3. record F's meta and rename the temp file over F;
+ * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode);
+ * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
+ */
+import { Invalidations } from './invalidation.js';
+import { Store, type EntryMeta, type TempFile } from './store.js';
+import { TagIndex } from './tags.js';
+
+export interface CacheRootOptions {
+  /** fsync before rename. @default true */
+  durable?: boolean;
+  /**
+   * A render that took longer than this is not stored. Bounds how long invalidation records must be
+   * kept.
+   * @default 600_000 (10 minutes)
+   */
+  maxRenderMs?: number;
+}
+
+export type CommitResult = { stored: true } | { stored: false; reason: string };
+
+export class CacheRoot {
+  readonly store: Store;
+  readonly tags: TagIndex;
+  readonly invalidations: Invalidations;
+
+  constructor(root: string, options: CacheRootOptions = {}) {
+    this.store = new Store(root, { durable: options.durable ?? true });
+    this.tags = new TagIndex(this.store.stateDir, this.store.root);
+    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000);
+  }
+
+  get root(): string {
+    return this.store.root;
+  }
+
+  /** Stores a finished temp file as `meta.file`; the temp file is gone afterwards either way. */
+  async commit(temp: TempFile, meta: EntryMeta): Promise<CommitResult> {
+    try {
+      await this.store.init();
+      if (this.store.resolve(meta.file) === undefined) return { stored: false, reason: 'path outside the root or too long' };
+      const inodes = new Map<string, number>();
+      for (const tag of meta.tags) inodes.set(tag, await this.tags.append(tag, meta.file));
+
+      const staleBefore = await this.invalidations.staleReason(meta.renderedAt, meta);
+      if (staleBefore !== undefined) return { stored: false, reason: staleBefore };
+
+      const placed = await this.store.place(temp, meta);
+      if (!placed.stored) return placed;
+
+      const staleAfter = await this.invalidations.staleReason(meta.renderedAt, meta);
+      if (staleAfter !== undefined) {
+        await this.store.unplace(meta.file, placed.inode);
+        return { stored: false, reason: staleAfter };
+      }
+
+      for (const [tag, inode] of inodes) {
+        if (!(await this.tags.stillIndexed(tag, inode))) await this.tags.append(tag, meta.file);
+        const log = this.tags.logPath(tag);
+        if (this.tags.needsCompaction(log, await this.tags.size(log))) await this.compact(log);
+      }
+      return { stored: true };
+    } finally {
+      await temp.discard();
+    }
+  }
+
+  /** Drops a tag log's entries whose files are gone; skipped while another process compacts it. */
+  compact(log: string): Promise<void> {
+    return this.tags.exclusively(log, () => this.tags.compact(log, (file) => this.store.exists(file)));
+  }
+}

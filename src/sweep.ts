@@ -1,0 +1,69 @@
+/**
+ * Sweeping: removes (or refreshes) expired files, and keeps the state directory bounded: metas of
+ * files that are gone, tag-log entries of removed files, old invalidation records, abandoned temp files.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { CacheRoot } from './cache-root.js';
+import { parseOrigin } from './origin.js';
+import { refreshFiles, type PurgeResult, type RefreshOptions } from './purge.js';
+import type { EntryMeta } from './store.js';
+
+export interface SweepOptions {
+  /** Fetch expired pages again instead of deleting them; a failed refresh deletes. */
+  refresh?: RefreshOptions;
+}
+
+export interface SweepResult extends PurgeResult {
+  /** Index records dropped because their file was gone. */
+  orphans: number;
+}
+
+export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promise<SweepResult> {
+  const refresh = options.refresh === undefined ? undefined : { ...options.refresh, origin: parseOrigin(options.refresh.origin) };
+  await root.store.checkRoot();
+  await root.store.init();
+  const now = Date.now();
+  const result: SweepResult = { removed: [], refreshed: [], failed: [], orphans: 0 };
+
+  const expired: string[] = [];
+  for (const bucket of await fs.readdir(root.store.metaDir).catch(() => [] as string[])) {
+    for (const name of await fs.readdir(path.join(root.store.metaDir, bucket)).catch(() => [] as string[])) {
+      const metaPath = path.join(root.store.metaDir, bucket, name);
+      const meta = await readJson(metaPath);
+      if (meta === undefined || typeof meta.file !== 'string') {
+        await fs.rm(metaPath, { force: true });
+        result.orphans++;
+      } else if (!(await root.store.exists(meta.file))) {
+        // A writer records the meta just before renaming its file in; leave young ones alone.
+        if (now - meta.storedAt > root.invalidations.maxRenderMs) {
+          await fs.rm(metaPath, { force: true });
+          result.orphans++;
+        }
+      } else if (meta.expiresAt !== null && meta.expiresAt <= now) {
+        expired.push(meta.file);
+      }
+    }
+  }
+
+  // Like a purge: a render that started before this sweep must not put an expired page back.
+  await root.invalidations.recordFiles(expired, now);
+  if (refresh !== undefined) {
+    await refreshFiles(root, expired, refresh, result);
+  } else {
+    for (const file of expired) if (await root.store.remove(file)) result.removed.push(file);
+  }
+
+  for (const log of await root.tags.allLogs()) await root.compact(log);
+  await root.invalidations.prune(now);
+  await root.store.removeStaleTemps();
+  return result;
+}
+
+async function readJson(file: string): Promise<EntryMeta | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as EntryMeta;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The tag index: one append-only log per tag, `.prerender/tags/<hh>/<sha1(tag)>.log`, listing the files
+ * stored under that tag.
+ *
+ * Why this format:
+ * - Appends need no lock: each record is one write(2) to a file opened O_APPEND, which the kernel
+ *   places whole at the end, so concurrent writers (cluster workers, a crawl, a CLI) never overwrite
+ *   each other.
+ * - A purge of one tag reads and deletes one log: O(files under that tag), whatever the cache size.
+ * - Each record is `\n<file>\t<crc32>\n`. A record torn by a killed writer fails its checksum and is
+ *   skipped, and the leading newline keeps it from swallowing the next writer's record.
+ * - Purge and compaction `rename` the log aside before reading it. A writer whose append raced the
+ *   rename finds the log's inode changed when it re-checks after placing its file, and appends again
+ *   (`Writer` in cache-root.ts), so no entry is lost. Leftover aside logs of dead processes are picked
+ *   up by the next purge or compaction of that tag.
+ * Files are recorded, not URLs: `/x/` and `/x/index.html` are one file, and one entry.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { isErrno } from './errors.js';
+import { FILE_MODE, isAlive, makeDirectories } from './store.js';
+
+/** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */
+const COMPACT_BYTES = 256 * 1024;
+const ASIDE = '.aside';
+
+export function hashName(value: string): string {
+  return createHash('sha1').update(value).digest('hex');
+}
+
+export class TagIndex {
+  readonly dir: string;
+  private readonly root: string;
+  private asideCounter = 0;
+  private readonly compactedSizes = new Map<string, number>();
+
+  constructor(stateDir: string, root: string) {
+    this.dir = path.join(stateDir, 'tags');
+    this.root = root;
+  }
+
+  logPath(tag: string): string {
+    const hash = hashName(tag);
+    return path.join(this.dir, hash.slice(0, 2), `${hash}.log`);
+  }
+
+  /** Appends one record and returns the inode it landed in, for `stillIndexed`. */
+  async append(tag: string, file: string): Promise<number> {
+    const log = this.logPath(tag);
+    const record = Buffer.from(`\n${file}\t${checksum(file)}\n`);
+    let handle;
+    try {
+      handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+      await makeDirectories(path.dirname(log), this.root);
+      handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
+    }
+    try {
+      await handle.write(record);
+      const stats = await handle.stat();
+      return stats.ino;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** True while the log at the tag's path is still the inode a record was appended to. */
+  async stillIndexed(tag: string, inode: number): Promise<boolean> {
+    const stats = await fs.stat(this.logPath(tag)).catch(() => undefined);
+    return stats?.ino === inode;
+  }
+
+  async size(log: string): Promise<number> {
+    return (await fs.stat(log).catch(() => undefined))?.size ?? 0;
+  }
+
+  /** Files recorded under a tag, deduplicated, without taking the log. */
+  async files(tag: string): Promise<string[]> {
+    const logs = [this.logPath(tag), ...(await this.asideLogs(this.logPath(tag)))];
+    const files = new Set<string>();
+    for (const log of logs) for (const file of await readRecords(log)) files.add(file);
+    return [...files];
+  }
+
+  /**
+   * Takes a tag's log (and any abandoned aside logs) out of the writers' way and returns the files it
+   * listed, plus a `release` that deletes what was taken. Records appended from now on go to a new log.
+   */
+  take(tag: string): Promise<{ files: string[]; release: () => Promise<void> }> {
+    return this.takeLog(this.logPath(tag));
+  }
+
+  private async takeLog(log: string): Promise<{ files: string[]; release: () => Promise<void> }> {
+    const aside = `${log}.${process.pid}-${++this.asideCounter}-${randomBytes(3).toString('hex')}${ASIDE}`;
+    const taken: string[] = [];
+    try {
+      await fs.rename(log, aside);
+      taken.push(aside);
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
+    // Every aside log, not only abandoned ones: a compaction in flight holds entries this purge must see.
+    taken.push(...(await this.asideLogs(log)).filter((file) => file !== aside));
+    const files = new Set<string>();
+    for (const file of taken) for (const record of await readRecords(file)) files.add(record);
+    return {
+      files: [...files],
+      release: async () => {
+        for (const file of taken) await fs.rm(file, { force: true });
+      },
+    };
+  }
+
+  /**
+   * Rewrites a tag's log without the entries whose files are gone. Safe against concurrent writers:
+   * the log is taken aside and the survivors appended to whatever log is live by then.
+   */
+  async compact(log: string, exists: (file: string) => Promise<boolean>): Promise<void> {
+    const { files, release } = await this.takeLog(log);
+    const survivors: string[] = [];
+    for (const file of files) if (await exists(file)) survivors.push(file);
+    this.compactedSizes.set(log, survivors.reduce((bytes, file) => bytes + Buffer.byteLength(file) + 12, 0));
+    if (survivors.length > 0) {
+      await makeDirectories(path.dirname(log), this.root);
+      const handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
+      try {
+        for (let i = 0; i < survivors.length; i += 512) {
+          const chunk = survivors.slice(i, i + 512).map((file) => `\n${file}\t${checksum(file)}\n`).join('');
+          await handle.write(chunk);
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    await release();
+  }
+
+  /**
+   * A log is worth compacting once it is large and has at least doubled since this process last
+   * compacted it, so a tag with many live files is not rewritten on every write.
+   */
+  needsCompaction(log: string, size: number): boolean {
+    return size > Math.max(COMPACT_BYTES, 2 * (this.compactedSizes.get(log) ?? 0));
+  }
+
+  /** Every tag-log path in the index, for sweeps that visit them all. */
+  async allLogs(): Promise<string[]> {
+    const logs: string[] = [];
+    for (const bucket of await fs.readdir(this.dir).catch(() => [] as string[])) {
+      for (const name of await fs.readdir(path.join(this.dir, bucket)).catch(() => [] as string[])) {
+        if (name.endsWith('.log')) logs.push(path.join(this.dir, bucket, name));
+      }
+    }
+    return logs;
+  }
+
+  private async asideLogs(log: string): Promise<string[]> {
+    const base = `${path.basename(log)}.`;
+    const names = await fs.readdir(path.dirname(log)).catch(() => [] as string[]);
+    return names.filter((name) => name.startsWith(base) && name.endsWith(ASIDE)).map((name) => path.join(path.dirname(log), name));
+  }
+
+  /**
+   * Runs `task` unless another process is already compacting this tag. Best effort: two compactions
+   * at once are safe, only wasteful.
+   */
+  async exclusively(log: string, task: () => Promise<void>): Promise<void> {
+    const lock = `${log}.compacting`;
+    try {
+      await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+      const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
+      if (isAlive(owner)) return;
+      await fs.rm(lock, { force: true });
+      return this.exclusively(log, task);
+    }
+    try {
+      await task();
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
+  }
+}
+
+function checksum(file: string): string {
+  return crc32(file).toString(16);
+}
+
+async function readRecords(log: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(log, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return [];
+    throw error;
+  }
+  const files: string[] = [];
+  for (const line of text.split('\n')) {
+    const tab = line.lastIndexOf('\t');
+    if (tab <= 0) continue;
+    const file = line.slice(0, tab);
+    if (line.slice(tab + 1) === checksum(file)) files.push(file);
+  }
+  return files;
+}

@@ -1,0 +1,139 @@
+/**
+ * The tag index under real concurrency: several writer processes, purges while they write, a writer
+ * killed with SIGKILL mid-write.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { CacheRoot } from '../src/cache-root.js';
+import { purge } from '../src/purge.js';
+import { listFiles, removeDir, repoRoot, sleep, tempDir } from './helpers.js';
+
+interface Written {
+  file: string;
+  tags: string[];
+  stored: boolean;
+  renderedAt: number;
+}
+
+const writerScript = path.join(repoRoot, 'test', 'workers', 'writer.ts');
+
+function runWriter(root: string, name: string, count: number): Promise<Written[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', writerScript, root, name, String(count)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(stdout) as Written[]) : reject(new Error(`writer ${name} exited ${code}: ${stderr}`))));
+  });
+}
+
+// ---
+
+const concurrent = suite('concurrent writers and purges lose no index entry');
+
+concurrent('4 writer processes x 1500 pages while purges of one tag run', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  const cacheRoot = new CacheRoot(root);
+  await cacheRoot.store.init();
+  try {
+    const writers = Promise.all(['w0', 'w1', 'w2', 'w3'].map((name) => runWriter(root, name, 1500)));
+    let finished = false;
+    void writers.finally(() => {
+      finished = true;
+    });
+    let purges = 0;
+    while (!finished) {
+      await purge(cacheRoot, { tags: ['victim'] });
+      purges++;
+      await sleep(5);
+    }
+    const written = (await writers).flat();
+    assert.ok(purges >= 3, `purges ran during the writes: ${purges}`);
+    assert.ok(written.filter((w) => !w.tags.includes('victim')).every((w) => w.stored), 'every page without the purged tag was stored');
+    const refusedVictims = written.filter((w) => w.tags.includes('victim') && !w.stored).length;
+    process.stdout.write(` [${purges} purges; ${refusedVictims} victim renders refused as purged mid-render] `);
+
+    // Every file on disk is listed under every one of its tags.
+    const onDisk = new Set(await listFiles(root));
+    const byTag = new Map<string, Set<string>>();
+    for (const entry of written) {
+      if (!onDisk.has(entry.file)) continue;
+      for (const tag of entry.tags) {
+        if (!byTag.has(tag)) byTag.set(tag, new Set(await cacheRoot.tags.files(tag)));
+        assert.ok(byTag.get(tag)?.has(entry.file), `${entry.file} is indexed under ${tag}`);
+      }
+    }
+    // Only victim files were ever removed.
+    const bystanders = written.filter((w) => w.stored && !w.tags.includes('victim'));
+    assert.ok(bystanders.every((w) => onDisk.has(w.file)), 'no bystander was removed');
+
+    // A purge after the dust settles removes every victim and nothing else.
+    await purge(cacheRoot, { tags: ['victim'] });
+    const after = new Set(await listFiles(root));
+    assert.ok(written.filter((w) => w.tags.includes('victim')).every((w) => !after.has(w.file)), 'no victim file survives');
+    assert.is(after.size, bystanders.length);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+concurrent.run();
+
+// ---
+
+const killed = suite('a writer killed with SIGKILL mid-write');
+
+killed('leaves no partial file, the index still reads, temp files are cleaned, later writes and purges work', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  try {
+    for (let round = 0; round < 3; round++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', writerScript, root, `k${round}`, '20', '--loop'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      await sleep(100 + round * 97);
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('close', resolve));
+    }
+    for (const file of await listFiles(root)) {
+      const content = await fs.readFile(path.join(root, file), 'latin1');
+      assert.ok(content.startsWith('<!doctype html>') && content.endsWith('</html>'), `${file} is complete`);
+      assert.ok(content.length === 300 || content.length === 2 * 1024 * 1024, `${file} has a full size: ${content.length}`);
+    }
+    const cacheRoot = new CacheRoot(root);
+    await cacheRoot.store.init();
+    assert.equal(await fs.readdir(cacheRoot.store.tempDir), [], 'temp files of the dead writers were removed');
+    const victims = await cacheRoot.tags.files('victim');
+    assert.ok(victims.length > 0, 'the index reads');
+    const result = await purge(cacheRoot, { tags: ['writer:k0', 'writer:k1', 'writer:k2'] });
+    assert.ok(result.removed.length > 0);
+    assert.equal(await listFiles(root), []);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+killed('a torn record in a tag log is skipped and does not hide the next one', async () => {
+  const dir = await tempDir();
+  try {
+    const cacheRoot = new CacheRoot(path.join(dir, 'cache'));
+    await cacheRoot.store.init();
+    await cacheRoot.tags.append('t', 'a/index.html');
+    await fs.appendFile(cacheRoot.tags.logPath('t'), '\nb/index.html\t123'); // torn: bad checksum, no newline
+    await cacheRoot.tags.append('t', 'c/index.html');
+    await fs.appendFile(cacheRoot.tags.logPath('t'), '\ngarbage without a tab');
+    assert.equal((await cacheRoot.tags.files('t')).sort(), ['a/index.html', 'c/index.html']);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+killed.run();
