@@ -5,7 +5,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { PrerenderError } from './errors.js';
 import { nginxConfig } from './nginx-config.js';
+import type { Readable } from 'node:stream';
 import { CacheRoot } from './cache-root.js';
+import { crawl, type CrawlReport } from './crawl.js';
+import { rollback } from './generations.js';
+import { progressReporter } from './progress.js';
 import { parseOrigin } from './origin.js';
 import { purge, type PurgeResult, type RefreshOptions } from './purge.js';
 import { sweep } from './sweep.js';
@@ -13,12 +17,16 @@ import { sweep } from './sweep.js';
 export interface CliIO {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  stderrIsTTY: boolean;
+  stdin: Readable;
   env: NodeJS.ProcessEnv;
 }
 
 const processIO: CliIO = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  stderrIsTTY: process.stderr.isTTY === true,
+  stdin: process.stdin,
   env: process.env,
 };
 
@@ -83,6 +91,48 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       if (result.failed.length > 0) exitCode = 1;
     });
 
+  program.command('crawl')
+    .description('fetch every page of a URL list or sitemap from the app and store it')
+    .argument('<source>', 'URL list file, sitemap (.xml, .xml.gz, or URL), or - for stdin')
+    .requiredOption('--origin <url>', 'the app to fetch from, e.g. http://127.0.0.1:3000')
+    .option('--concurrency <n>', 'requests at once', '8')
+    .option('--retries <n>', 'extra attempts after network errors, 5xx and 429', '2')
+    .option('--timeout <ms>', 'per request', '30000')
+    .option('--follow', 'also crawl same-origin links found in stored HTML')
+    .option('--max-depth <n>', 'with --follow: links away from the source', '3')
+    .option('--swap', 'build a new generation and switch <root>/current to it when every URL succeeded')
+    .option('--json', 'print a machine-readable report on stdout')
+    .addOption(rootOption())
+    .action(async (source: string, options: CrawlCliOptions) => {
+      if (options.maxDepth !== '3' && options.follow !== true) throw new PrerenderError('EUSAGE', '--max-depth is only used with --follow');
+      const reporter = progressReporter({ write: io.stderr, isTTY: io.stderrIsTTY });
+      const report = await crawl({
+        source,
+        origin: options.origin,
+        root: options.root,
+        concurrency: positiveInteger(options.concurrency, '--concurrency'),
+        retries: wholeNumber(options.retries, '--retries'),
+        timeoutMs: positiveInteger(options.timeout, '--timeout'),
+        follow: options.follow === true,
+        maxDepth: wholeNumber(options.maxDepth, '--max-depth'),
+        swap: options.swap === true,
+        stdin: io.stdin,
+        onProgress: (progress) => reporter.update(progress),
+      });
+      reporter.finish();
+      if (options.json === true) io.stdout(`${JSON.stringify(report)}\n`);
+      else io.stdout(crawlSummary(report));
+      if (report.counts.failed > 0) exitCode = 1;
+    });
+
+  program.command('rollback')
+    .description('switch <root>/current back to the previous crawl --swap generation')
+    .addOption(rootOption())
+    .action(async (options: { root: string }) => {
+      const generations = await rollback(options.root);
+      io.stdout(`current: ${generations.current ?? '-'}\nprevious: ${generations.previous ?? '-'}\n`);
+    });
+
   program.command('sweep')
     .description('delete expired files (or refresh them) and compact the index')
     .option('--refresh', 'fetch expired pages again from --origin instead of deleting them')
@@ -103,6 +153,33 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     exitCode = exitCodeFor(error, io);
   }
   return exitCode;
+}
+
+interface CrawlCliOptions {
+  origin: string;
+  root: string;
+  concurrency: string;
+  retries: string;
+  timeout: string;
+  follow?: boolean;
+  maxDepth: string;
+  swap?: boolean;
+  json?: boolean;
+}
+
+function crawlSummary(report: CrawlReport): string {
+  const { counts } = report;
+  const lines = [`crawled ${counts.total} URLs in ${(report.durationMs / 1000).toFixed(1)}s: ${counts.stored} stored (${counts.bytes} bytes), ${counts.skipped} skipped, ${counts.failed} failed`];
+  for (const failure of report.failures) {
+    lines.push(`  failed ${failure.line === undefined ? '' : `line ${failure.line}: `}${failure.url}: ${failure.error}${failure.attempts > 1 ? ` (${failure.attempts} attempts)` : ''}`);
+  }
+  for (const skip of report.skipped) lines.push(`  skipped ${skip.url}: ${skip.reason}`);
+  if (report.swapped !== undefined) lines.push(report.swapped ? `switched current to ${report.root}` : 'not switched: some URLs failed; current is unchanged');
+  return `${lines.join('\n')}\n`;
+}
+
+function wholeNumber(value: string, option: string): number {
+  return value === '0' ? 0 : positiveInteger(value, option);
 }
 
 interface RefreshCliOptions {

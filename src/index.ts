@@ -1,5 +1,7 @@
 export * from './cache.js';
 export * from './errors.js';
+export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl.js';
+export { rollback, type Generations } from './generations.js';
 export * from './nginx-config.js';
 export type { PurgeOptions, PurgeResult, PurgeSelector, RefreshOptions } from './purge.js';
 export type { SweepOptions, SweepResult } from './sweep.js';

@@ -1,0 +1,291 @@
+/**
+ * `crawl`: regenerates the tree from a URL list or sitemap by fetching each page from the origin, with
+ * the same policy, mapping and write protocol as the middleware. The source is streamed and pulled by a
+ * fixed pool of workers, so memory does not grow with the list.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import fetch from 'node-fetch';
+import { CacheRoot } from './cache-root.js';
+import { PrerenderError } from './errors.js';
+import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { createGeneration, discardGeneration, publishGeneration } from './generations.js';
+import { sameOriginLinks } from './links.js';
+import { parseOrigin } from './origin.js';
+import { SeenSet } from './seen-set.js';
+import { openSource, type SourceItem } from './sources.js';
+import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
+
+export interface CrawlOptions {
+  /** A URL-list file, a sitemap file or URL (`.xml`, gzip too), or `-` for stdin. */
+  source: string;
+  /** Where pages are fetched: `http(s)://host[:port]`. Absolute URLs in the source are fetched here with their own path. */
+  origin: string;
+  /** Cache root; with `swap`, the directory holding `current`, `previous` and `generations/`. */
+  root: string;
+  /** @default 8 */
+  concurrency?: number;
+  /** Extra attempts after a network error, 5xx or 429 (never after another 4xx). @default 2 */
+  retries?: number;
+  /** Per request, headers and body. @default 30_000 */
+  timeoutMs?: number;
+  /** Also crawl same-origin links found in stored HTML pages. @default false */
+  follow?: boolean;
+  /** With `follow`: how many links away from the source a page may be. @default 3 */
+  maxDepth?: number;
+  /**
+   * Build a new generation and switch `<root>/current` to it atomically when the crawl succeeds (no
+   * failures); the previous generation is kept for `rollback`. @default false
+   */
+  swap?: boolean;
+  /** @default 10 MiB */
+  maxBodyBytes?: number;
+  /** Stream to read when `source` is `-`. @default process.stdin */
+  stdin?: Readable;
+  /** Called after each URL is done. */
+  onProgress?: (progress: CrawlProgress) => void;
+}
+
+export interface CrawlProgress {
+  done: number;
+  /** URLs known so far (the source is streamed, so this grows). */
+  seen: number;
+  stored: number;
+  skipped: number;
+  failed: number;
+  elapsedMs: number;
+}
+
+export interface CrawlFailure {
+  url: string;
+  line?: number;
+  status?: number;
+  error: string;
+  attempts: number;
+}
+
+export interface CrawlReport {
+  origin: string;
+  source: string;
+  /** The directory written: the root, or the new generation with `swap`. */
+  root: string;
+  /** With `swap`: whether `current` now points at the new generation. */
+  swapped?: boolean;
+  counts: { stored: number; skipped: number; failed: number; bytes: number; total: number };
+  durationMs: number;
+  failures: CrawlFailure[];
+  /** Pages not stored by design (redirects, policy); the first 1,000. */
+  skipped: Array<{ url: string; line?: number; status?: number; reason: string }>;
+}
+
+interface Task {
+  url: string;
+  line?: number;
+  target: CachePath;
+  /** The page's public URL, against which its links resolve. */
+  pageUrl: string;
+  depth: number;
+}
+
+const MAX_LISTED = 1000;
+const MAX_BACKOFF_MS = 30_000;
+
+export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
+  const origin = parseOrigin(options.origin);
+  const concurrency = wholeNumber(options.concurrency ?? 8, 'concurrency', 1);
+  const retries = wholeNumber(options.retries ?? 2, 'retries', 0);
+  const timeoutMs = wholeNumber(options.timeoutMs ?? 30_000, 'timeout', 1);
+  const maxDepth = wholeNumber(options.maxDepth ?? 3, 'max-depth', 0);
+  const maxBodyBytes = wholeNumber(options.maxBodyBytes ?? 10 * 1024 * 1024, 'maxBodyBytes', 1);
+  const agentOptions = { keepAlive: true, maxSockets: concurrency };
+  const agent = origin.startsWith('https:') ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+
+  const source = await openSource(options.source, {
+    stdin: options.stdin ?? process.stdin,
+    fetchStream: async (url) => {
+      const response = await fetch(origin + pathOf(url), { agent, signal: AbortSignal.timeout(timeoutMs) });
+      if (response.status !== 200 || response.body === null) {
+        response.body?.resume();
+        throw new Error(`status ${response.status}`);
+      }
+      return response.body as Readable;
+    },
+  });
+
+  const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
+  const root = new CacheRoot(dir);
+  try {
+    await root.store.init();
+  } catch (error) {
+    agent.destroy();
+    throw error;
+  }
+
+  const started = Date.now();
+  const report: CrawlReport = {
+    origin,
+    source: options.source,
+    root: dir,
+    counts: { stored: 0, skipped: 0, failed: 0, bytes: 0, total: 0 },
+    durationMs: 0,
+    failures: [],
+    skipped: [],
+  };
+  const seen = new SeenSet();
+  const followQueue: Task[] = [];
+  let inFlight = 0;
+  // Workers with nothing to do wait here until a running task finishes (and may have queued links).
+  let waiters: Array<() => void> = [];
+  const progress = (): void => options.onProgress?.({
+    done: report.counts.stored + report.counts.skipped + report.counts.failed,
+    seen: seen.size,
+    stored: report.counts.stored,
+    skipped: report.counts.skipped,
+    failed: report.counts.failed,
+    elapsedMs: Date.now() - started,
+  });
+  const fail = (failure: CrawlFailure): void => {
+    report.counts.failed++;
+    if (report.failures.length < 10 * MAX_LISTED) report.failures.push(failure);
+  };
+
+  /** Turns a source line (or a followed link) into a task, or records why it cannot be one. */
+  const admit = (item: SourceItem, depth: number): Task | undefined => {
+    if (item.kind === 'error') {
+      fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: item.reason, attempts: 0 });
+      return undefined;
+    }
+    const entry = parseEntry(item.text, origin);
+    if (!entry.ok) {
+      fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: entry.reason, attempts: 0 });
+      return undefined;
+    }
+    if (!seen.add(entry.target.file)) return undefined;
+    return { url: item.text, ...(item.line === undefined ? {} : { line: item.line }), target: entry.target, pageUrl: entry.pageUrl, depth };
+  };
+
+  /** Next task: followed links first (keeps that queue short), then the source; ends when both are dry. */
+  let sourceDone = false;
+  const nextTask = async (): Promise<Task | undefined> => {
+    for (;;) {
+      const followed = followQueue.shift();
+      if (followed !== undefined) return followed;
+      if (!sourceDone) {
+        const next = await source.next();
+        if (next.done === true) {
+          sourceDone = true;
+          continue;
+        }
+        const task = admit(next.value, 0);
+        if (task !== undefined) return task;
+        progress();
+        continue;
+      }
+      if (inFlight === 0) return undefined;
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+      });
+    }
+  };
+
+  const runTask = async (task: Task): Promise<void> => {
+    let attempts = 0;
+    let outcome: PageOutcome;
+    for (;;) {
+      attempts++;
+      outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
+      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries) break;
+      const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
+      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));
+    }
+    const where = task.line === undefined ? {} : { line: task.line };
+    if (outcome.outcome === 'stored') {
+      report.counts.stored++;
+      report.counts.bytes += outcome.bytes;
+      if (options.follow === true && task.depth < maxDepth && task.target.mediaType === 'text/html') {
+        const absolute = root.store.resolve(task.target.file);
+        const links = absolute === undefined ? [] : await sameOriginLinks(absolute, task.pageUrl).catch(() => [] as string[]);
+        for (const link of links) {
+          const linked = admit({ kind: 'url', text: new URL(link, task.pageUrl).href, from: task.pageUrl }, task.depth + 1);
+          if (linked !== undefined) followQueue.push(linked);
+        }
+      }
+    } else if (outcome.outcome === 'skipped') {
+      report.counts.skipped++;
+      if (report.skipped.length < MAX_LISTED) {
+        report.skipped.push({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), reason: outcome.reason });
+      }
+    } else {
+      fail({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), error: outcome.reason, attempts });
+    }
+  };
+
+  try {
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const task = await nextTask();
+        if (task === undefined) return;
+        inFlight++;
+        try {
+          await runTask(task);
+        } finally {
+          inFlight--;
+          progress();
+          const waiting = waiters;
+          waiters = [];
+          for (const resolve of waiting) resolve();
+        }
+      }
+    }));
+  } finally {
+    agent.destroy();
+  }
+
+  report.counts.total = report.counts.stored + report.counts.skipped + report.counts.failed;
+  if (options.swap === true) {
+    report.swapped = report.counts.failed === 0;
+    if (report.swapped) await publishGeneration(options.root, dir);
+    else await discardGeneration(dir);
+  }
+  report.durationMs = Date.now() - started;
+  return report;
+}
+
+const absoluteUrl = /^(https?:\/\/[^/?#]*)(.*)$/i;
+
+/** A source line: a path, or an absolute http(s) URL fetched from the origin with its own path. */
+function parseEntry(text: string, origin: string): { ok: true; target: CachePath; pageUrl: string } | { ok: false; reason: string } {
+  let pathPart: string;
+  let pageBase: string;
+  if (text.startsWith('/')) {
+    pathPart = text;
+    pageBase = origin;
+  } else {
+    const match = absoluteUrl.exec(text);
+    if (match === null) return { ok: false, reason: 'not a path (/...) or an absolute http(s) URL' };
+    try {
+      pageBase = new URL(text).origin;
+    } catch {
+      return { ok: false, reason: 'not a valid URL' };
+    }
+    pathPart = (match[2] as string) === '' ? '/' : (match[2] as string);
+  }
+  const mapped = toCachePath(pathPart);
+  if (!mapped.ok) return { ok: false, reason: `not cacheable: ${REFUSAL_MESSAGES[mapped.reason]}` };
+  return { ok: true, target: mapped.value, pageUrl: pageBase + pathPart };
+}
+
+/** The path (and query) of a URL as written, for fetching a sitemap from the origin. */
+function pathOf(url: string): string {
+  const match = absoluteUrl.exec(url);
+  return match === null ? url : (match[2] as string) || '/';
+}
+
+function wholeNumber(value: number, name: string, minimum: number): number {
+  if (!Number.isSafeInteger(value) || value < minimum) {
+    throw new PrerenderError('EUSAGE', `--${name} must be a whole number from ${minimum} up, not ${value}`, { input: String(value) });
+  }
+  return value;
+}

@@ -1,0 +1,101 @@
+/**
+ * Generations for `crawl --swap` (after django-jimmypage): each crawl builds a whole tree in
+ * `<base>/generations/<id>/`, then `<base>/current` (the symlink nginx's root points at) is switched to
+ * it with one `rename`, so a reader sees the old tree or the new one, never a half-built one. The
+ * generation it replaced stays as `<base>/previous` for `prerender rollback`; older ones are deleted.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PrerenderError, isErrno } from './errors.js';
+import { isAlive, makeDirectories } from './store.js';
+import { STATE_DIR } from './url-path.js';
+
+const GENERATIONS = 'generations';
+
+export interface Generations {
+  current: string | undefined;
+  previous: string | undefined;
+}
+
+/** Creates an empty generation directory and returns its absolute path. */
+export async function createGeneration(base: string): Promise<string> {
+  const absoluteBase = path.resolve(base);
+  await checkLink(absoluteBase, 'current');
+  const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+  const dir = path.join(absoluteBase, GENERATIONS, id);
+  await makeDirectories(path.join(dir, STATE_DIR), path.parse(absoluteBase).root);
+  await fs.writeFile(buildingMarker(dir), String(process.pid));
+  return dir;
+}
+
+/** Present while a crawl builds the generation (inside its state directory, which nginx denies). */
+function buildingMarker(generation: string): string {
+  return path.join(generation, STATE_DIR, 'building');
+}
+
+/** Points `current` at `generation` atomically; the old current becomes `previous`. */
+export async function publishGeneration(base: string, generation: string): Promise<Generations> {
+  const absoluteBase = path.resolve(base);
+  const before = await readGenerations(absoluteBase);
+  const id = path.basename(generation);
+  await fs.rm(buildingMarker(generation), { force: true });
+  await switchLink(absoluteBase, 'current', id);
+  if (before.current !== undefined && before.current !== id) await switchLink(absoluteBase, 'previous', before.current);
+  await deleteOthers(absoluteBase);
+  return readGenerations(absoluteBase);
+}
+
+/** Swaps `current` and `previous`: a second rollback rolls forward again. */
+export async function rollback(base: string): Promise<Generations> {
+  const absoluteBase = path.resolve(base);
+  const before = await readGenerations(absoluteBase);
+  if (before.previous === undefined || before.current === undefined) {
+    throw new PrerenderError('EUSAGE', `nothing to roll back to under ${absoluteBase}: it needs a current and a previous generation from crawl --swap`, { input: base });
+  }
+  await switchLink(absoluteBase, 'current', before.previous);
+  await switchLink(absoluteBase, 'previous', before.current);
+  return readGenerations(absoluteBase);
+}
+
+export async function readGenerations(base: string): Promise<Generations> {
+  return { current: await readLink(base, 'current'), previous: await readLink(base, 'previous') };
+}
+
+export async function discardGeneration(generation: string): Promise<void> {
+  await fs.rm(generation, { recursive: true, force: true });
+}
+
+async function readLink(base: string, name: string): Promise<string | undefined> {
+  await checkLink(base, name);
+  try {
+    return path.basename(await fs.readlink(path.join(base, name)));
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    throw error;
+  }
+}
+
+/** `current` and `previous` must be symlinks (or absent): never replace a real directory. */
+async function checkLink(base: string, name: string): Promise<void> {
+  const stats = await fs.lstat(path.join(base, name)).catch(() => undefined);
+  if (stats !== undefined && !stats.isSymbolicLink()) {
+    throw new PrerenderError('EUSAGE', `${path.join(base, name)} is not a symlink: --swap manages ${name} itself; point --root at a fresh directory`, { input: base });
+  }
+}
+
+async function switchLink(base: string, name: string, id: string): Promise<void> {
+  const temp = path.join(base, `.${name}.${process.pid}.tmp`);
+  await fs.rm(temp, { force: true });
+  await fs.symlink(path.join(GENERATIONS, id), temp);
+  await fs.rename(temp, path.join(base, name));
+}
+
+async function deleteOthers(base: string): Promise<void> {
+  const keep = new Set(Object.values(await readGenerations(base)));
+  for (const id of await fs.readdir(path.join(base, GENERATIONS)).catch(() => [] as string[])) {
+    if (keep.has(id)) continue;
+    const builder = Number(await fs.readFile(buildingMarker(path.join(base, GENERATIONS, id)), 'utf8').catch(() => ''));
+    if (isAlive(builder)) continue; // another crawl is still building it
+    await fs.rm(path.join(base, GENERATIONS, id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,306 @@
+/**
+ * `prerender crawl` against a real origin on loopback: sources, retries, timeouts, redirects, the
+ * report and exit codes, --follow, --swap under a reader loop through nginx.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { pages, siteHandler } from '../fixtures/site/app.js';
+import { crawl } from '../src/index.js';
+import { listFiles, nginxAvailable, removeDir, request, runCli, startNginx, startServer, tempDir, type Server } from './helpers.js';
+
+const hasNginx = nginxAvailable();
+const html = 'text/html; charset=utf-8';
+
+interface Context {
+  dir: string;
+  root: string;
+  origin: Server;
+  attempts: Map<string, number>;
+  version: number;
+}
+
+const urlset = (paths: string[]): string => `<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+${paths.map((p) => `  <url><loc>https://www.example.com${p}</loc><lastmod>2026-01-01</lastmod></url>`).join('\n')}
+</urlset>
+`;
+
+function originHandler(context: Context) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '';
+    const attempt = (context.attempts.get(url) ?? 0) + 1;
+    context.attempts.set(url, attempt);
+    const page = (body: string, headers: Record<string, string> = {}): void => {
+      res.writeHead(200, { 'Content-Type': html, ...headers });
+      res.end(body);
+    };
+    if (url.startsWith('/flaky/')) {
+      if (attempt <= 2) {
+        res.writeHead(503, { 'Content-Type': html });
+        res.end('<p>busy</p>');
+      } else page('<p>flaky, finally</p>');
+    } else if (url === '/limited') {
+      if (attempt === 1) {
+        res.writeHead(429, { 'Retry-After': '1', 'Content-Type': html });
+        res.end('<p>slow down</p>');
+      } else page('<p>limited</p>');
+    } else if (url === '/always-500') {
+      res.writeHead(500, { 'Content-Type': html });
+      res.end('<p>broken</p>');
+    } else if (url === '/slow') {
+      setTimeout(() => page('<p>slow</p>'), 2000);
+    } else if (url === '/moved') {
+      res.writeHead(301, { Location: '/about', 'Content-Type': html });
+      res.end();
+    } else if (url === '/private') {
+      page('<p>private</p>', { 'Cache-Control': 'private' });
+    } else if (url === '/tagged') {
+      page('<p>tagged</p>', { 'Cache-Tag': 'crawled, blue', 'Cache-Control': 's-maxage=60' });
+    } else if (url === '/sitemap-index.xml') {
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(`<?xml version="1.0" encoding="UTF-8"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>https://www.example.com/sitemap-a.xml</loc></sitemap>
+  <sitemap><loc>https://www.example.com/sitemap-b.xml.gz</loc></sitemap>
+</sitemapindex>`);
+    } else if (url === '/sitemap-a.xml') {
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(urlset(['/', '/about', '/caf%C3%A9']));
+    } else if (url === '/sitemap-b.xml.gz') {
+      res.writeHead(200, { 'Content-Type': 'application/gzip' });
+      res.end(gzipSync(urlset(['/docs/', '/style.css', '/about'])));
+    } else if (url.startsWith('/links/')) {
+      const depth = Number(url.slice('/links/d'.length)) || 0;
+      page(`<a href="/links/d${depth + 1}">next</a> <a href="http://other.example/x">away</a> <a href="/links/q?x=1">query</a>
+        <a href="d${depth + 1}#frag">same</a> <a href="mailto:x@example.com">mail</a> <a href="//other.example/y">proto</a>`);
+    } else if (url.startsWith('/v/')) {
+      page(`<p>v${context.version}</p>${'.'.repeat(100_000)}<p>v${context.version}</p>`);
+    } else {
+      siteHandler(req, res);
+    }
+  };
+}
+
+const crawlSuite = suite<Context>('crawl');
+crawlSuite.before.each(async (context) => {
+  context.dir = await tempDir();
+  context.root = path.join(context.dir, 'cache');
+  context.attempts = new Map();
+  context.version = 1;
+  context.origin = await startServer(originHandler(context));
+});
+crawlSuite.after.each(async (context) => {
+  await context.origin.close();
+  await removeDir(context.dir);
+});
+
+async function writeList(context: Context, lines: string[]): Promise<string> {
+  const file = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(file, lines.join('\n'));
+  return file;
+}
+
+crawlSuite('a URL list: comments, blanks, duplicates, absolute URLs; stored bytes equal the origin', async (context) => {
+  const list = await writeList(context, [
+    '# the site', '', '/', '/about', '/about/', 'https://www.example.com/about', '   /style.css   ', '/caf%C3%A9',
+    'https://www.example.com/data.json', '/logo.png', '/big', '/stream', '# done', '',
+  ]);
+  const result = await runCli(['crawl', list, '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as { counts: Record<string, number> };
+  assert.equal(report.counts.stored, 8);
+  assert.is(context.attempts.get('/about'), 1, 'duplicates are fetched once');
+  const files: Record<string, string> = {
+    '/': 'index.html', '/about': 'about/index.html', '/style.css': 'style.css', '/café': 'café/index.html',
+    '/data.json': 'data.json', '/logo.png': 'logo.png', '/big': 'big/index.html', '/stream': 'stream/index.html',
+  };
+  for (const [pagePath, file] of Object.entries(files)) {
+    const page = pages.find((p) => p.path === pagePath);
+    assert.ok(page && (await fs.readFile(path.join(context.root, file))).equals(page.body), file);
+  }
+});
+
+crawlSuite('bad lines are reported with their line number; exit 1', async (context) => {
+  const list = await writeList(context, ['/about', 'not a url', 'ftp://example.com/x', '/a/../b', '/ok%2Fno', 'http://[bad', '/x?page=2']);
+  const result = await runCli(['crawl', list, '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(result.code, 1);
+  const report = JSON.parse(result.stdout) as { failures: Array<{ line: number; url: string; error: string; attempts: number }> };
+  assert.equal(report.failures.map((f) => f.line), [2, 3, 4, 5, 6, 7]);
+  assert.ok(report.failures.every((f) => f.attempts === 0));
+  assert.match(report.failures[5]?.error ?? '', 'query string');
+  assert.equal(await listFiles(context.root), ['about/index.html']);
+});
+
+crawlSuite('a sitemap index with two child sitemaps, one gzip, fetched from the origin', async (context) => {
+  const result = await runCli(['crawl', 'https://www.example.com/sitemap-index.xml', '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(result.code, 0, result.stderr);
+  assert.equal(await listFiles(context.root), ['about/index.html', 'café/index.html', 'docs/index.html', 'index.html', 'style.css']);
+  const local = path.join(context.dir, 'sitemap.xml.gz');
+  await fs.writeFile(local, gzipSync(urlset(['/v1.2', '/a..b'])));
+  const fromFile = await runCli(['crawl', local, '--origin', context.origin.url, '--root', context.root]);
+  assert.is(fromFile.code, 0, fromFile.stderr);
+  assert.ok((await listFiles(context.root)).includes('v1.2/index.html'));
+});
+
+crawlSuite('stdin as the source', async (context) => {
+  const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root], { input: '/about\n/docs/\n' });
+  assert.is(result.code, 0, result.stderr);
+  assert.match(result.stdout, '2 stored');
+  assert.equal(await listFiles(context.root), ['about/index.html', 'docs/index.html']);
+});
+
+crawlSuite('retries: 503 twice then 200; 429 with Retry-After; no retry on 404; exhausted retries fail', async (context) => {
+  const report = await crawl({
+    source: await writeList(context, ['/flaky/1', '/limited', '/missing', '/always-500']),
+    origin: context.origin.url,
+    root: context.root,
+    retries: 2,
+  });
+  assert.is(context.attempts.get('/flaky/1'), 3);
+  assert.is(context.attempts.get('/limited'), 2);
+  assert.is(context.attempts.get('/missing'), 1);
+  assert.is(context.attempts.get('/always-500'), 3);
+  assert.ok(report.failures.some((f) => f.url === '/missing' && f.status === 404 && f.attempts === 1));
+  assert.ok(report.failures.some((f) => f.url === '/always-500' && f.status === 500 && f.attempts === 3));
+  assert.equal(await listFiles(context.root), ['flaky/1/index.html', 'limited/index.html']);
+});
+
+crawlSuite('a timeout fails the URL; the others go on', async (context) => {
+  const result = await runCli(['crawl', await writeList(context, ['/slow', '/about']), '--origin', context.origin.url, '--root', context.root,
+    '--timeout', '300', '--retries', '0', '--json']);
+  assert.is(result.code, 1);
+  const report = JSON.parse(result.stdout) as { failures: Array<{ url: string; error: string }> };
+  assert.equal(report.failures.map((f) => f.url), ['/slow']);
+  assert.match(report.failures[0]?.error ?? '', 'timed out');
+  assert.equal(await listFiles(context.root), ['about/index.html']);
+});
+
+crawlSuite('3xx and policy refusals are skipped, not stored; tags and expiry are recorded', async (context) => {
+  const result = await runCli(['crawl', await writeList(context, ['/moved', '/private', '/tagged']), '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as { counts: Record<string, number>; skipped: Array<{ url: string; status: number; reason: string }>; durationMs: number };
+  assert.equal(report.counts, { stored: 1, skipped: 2, failed: 0, bytes: 13, total: 3 });
+  assert.type(report.durationMs, 'number');
+  assert.equal(report.skipped.map((s) => s.url), ['/moved', '/private']);
+  assert.match(report.skipped[0]?.reason ?? '', 'redirect (301)');
+  assert.equal(await listFiles(context.root), ['tagged/index.html']);
+  const purged = await runCli(['purge', '--tag', 'Blue', '--json', '--root', context.root]);
+  assert.equal((JSON.parse(purged.stdout) as { removed: string[] }).removed, ['tagged/index.html']);
+});
+
+crawlSuite('exit 2 for bad usage or an unreadable source; nothing written', async (context) => {
+  const cases: string[][] = [
+    ['crawl', path.join(context.dir, 'missing.txt'), '--origin', context.origin.url],
+    ['crawl', context.dir, '--origin', context.origin.url],
+    ['crawl', 'https://www.example.com/no-such-sitemap.xml', '--origin', context.origin.url],
+    ['crawl', '-', '--origin', 'not-a-url'],
+    ['crawl', '-', '--origin', context.origin.url, '--concurrency', '0'],
+    ['crawl', '-', '--origin', context.origin.url, '--retries', '-1'],
+    ['crawl', '-', '--origin', context.origin.url, '--timeout', 'soon'],
+    ['crawl', '-', '--origin', context.origin.url, '--max-depth', '2'],
+    ['crawl', '-'],
+    ['crawl', '-', '--origin', context.origin.url, '--bogus'],
+  ];
+  for (const args of cases) {
+    const result = await runCli([...args, '--root', context.root], { input: '/about\n' });
+    assert.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.ok(result.stderr.length > 0);
+  }
+  assert.equal(await listFiles(context.root), []);
+});
+
+crawlSuite('--follow stays on the origin, skips query strings, stops at --max-depth', async (context) => {
+  const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--follow', '--max-depth', '2', '--json'], { input: '/links/d0\n' });
+  assert.is(result.code, 0, result.stderr);
+  assert.equal(await listFiles(context.root), ['links/d0/index.html', 'links/d1/index.html', 'links/d2/index.html']);
+  assert.ok(![...context.attempts.keys()].some((url) => url.includes('?') || url.includes('other')), [...context.attempts.keys()].join(' '));
+});
+
+crawlSuite('progress: a line every few seconds when stderr is not a TTY', async (context) => {
+  const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root], { input: '/about\n/\n' });
+  assert.is(result.code, 0, result.stderr);
+  assert.match(result.stderr, /^crawl: 2\/2 .*stored 2 skipped 0 failed 0\n$/);
+});
+
+crawlSuite.run();
+
+// ---
+
+interface SwapContext extends Context {
+  base: string;
+}
+
+const swap = suite<SwapContext>('crawl --swap through nginx');
+swap.before.each(async (context) => {
+  context.dir = await tempDir();
+  context.base = path.join(context.dir, 'site');
+  context.attempts = new Map();
+  context.version = 1;
+  context.origin = await startServer(originHandler(context));
+});
+swap.after.each(async (context) => {
+  await context.origin.close();
+  await removeDir(context.dir);
+});
+
+(hasNginx ? swap : swap.skip)('readers never see a missing or partial page while generations switch; rollback', async (context) => {
+  const targets = Array.from({ length: 30 }, (_, i) => `/v/${i}`);
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, targets.join('\n'));
+  const first = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
+  assert.is(first.code, 0, first.stderr);
+  const nginx = await startNginx({ root: path.join(context.base, 'current'), upstream: context.origin.url });
+  try {
+    let stop = false;
+    const bodies: string[] = [];
+    const misses: string[] = [];
+    const reader = (async () => {
+      while (!stop) {
+        for (const target of targets) {
+          const reply = await request(nginx.port, target);
+          if (reply.headers['x-cache'] !== 'HIT') misses.push(target);
+          bodies.push(reply.body.toString());
+        }
+      }
+    })();
+    for (const version of [2, 3]) {
+      context.version = version;
+      const next = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
+      assert.is(next.code, 0, next.stderr);
+    }
+    stop = true;
+    await reader;
+    assert.equal(misses, []);
+    assert.ok(bodies.length >= 60, `reads: ${bodies.length}`);
+    for (const body of bodies) assert.ok(/^<p>v([123])<\/p>\.{100000}<p>v\1<\/p>$/.test(body), 'whole pages');
+    assert.match((await request(nginx.port, '/v/0')).body.toString(), /^<p>v3</);
+    assert.is((await fs.readdir(path.join(context.base, 'generations'))).length, 2, 'current and previous are kept');
+
+    const back = await runCli(['rollback', '--root', context.base]);
+    assert.is(back.code, 0, back.stderr);
+    assert.match((await request(nginx.port, '/v/0')).body.toString(), /^<p>v2</);
+  } finally {
+    await nginx.stop();
+  }
+});
+
+(hasNginx ? swap : swap.skip)('a crawl with failures does not switch', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  const current = await fs.readlink(path.join(context.base, 'current'));
+  await fs.writeFile(list, '/v/1\n/always-500\n');
+  const failed = await runCli(['crawl', list, '--swap', '--retries', '0', '--origin', context.origin.url, '--root', context.base]);
+  assert.is(failed.code, 1);
+  assert.match(failed.stdout, 'not switched');
+  assert.is(await fs.readlink(path.join(context.base, 'current')), current);
+  assert.is((await fs.readdir(path.join(context.base, 'generations'))).length, 1, 'the failed build was discarded');
+  const nothing = await runCli(['rollback', '--root', context.base]);
+  assert.is(nothing.code, 2);
+});
+
+swap.run();
