@@ -10,8 +10,12 @@
  * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
  */
 import { Invalidations } from './invalidation.js';
+import { isCompressible, writeSiblings, type Encoding } from './precompress.js';
+import type { StorableResponse } from './policy.js';
 import { Store, type EntryMeta, type TempFile } from './store.js';
 import { TagIndex } from './tags.js';
+import type { CachePath } from './url-path.js';
+import { mtimeSeconds } from './validators.js';
 
 export interface CacheRootOptions {
   /** fsync before rename. @default true */
@@ -22,6 +26,23 @@ export interface CacheRootOptions {
    * @default 600_000 (10 minutes)
    */
   maxRenderMs?: number;
+  /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
+  precompress?: readonly Encoding[];
+}
+
+/** The index record for a response about to be stored. */
+export function entryFor(target: CachePath, response: StorableResponse, renderedAt: number, size: number): EntryMeta {
+  return {
+    urlPath: target.urlPath,
+    file: target.file,
+    tags: response.tags,
+    renderedAt,
+    storedAt: Date.now(),
+    expiresAt: response.expiresAt,
+    mediaType: target.mediaType,
+    size,
+    mtime: mtimeSeconds(response.lastModified, renderedAt),
+  };
 }
 
 export type CommitResult = { stored: true } | { stored: false; reason: string };
@@ -30,8 +51,10 @@ export class CacheRoot {
   readonly store: Store;
   readonly tags: TagIndex;
   readonly invalidations: Invalidations;
+  private readonly precompress: readonly Encoding[];
 
   constructor(root: string, options: CacheRootOptions = {}) {
+    this.precompress = options.precompress ?? [];
     this.store = new Store(root, { durable: options.durable ?? true });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
     this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000);
@@ -65,6 +88,11 @@ export class CacheRoot {
         if (!(await this.tags.stillIndexed(tag, inode))) await this.tags.append(tag, meta.file);
         const log = this.tags.logPath(tag);
         if (this.tags.needsCompaction(log, await this.tags.size(log))) await this.compact(log);
+      }
+      if (this.precompress.length > 0 && isCompressible(meta.mediaType, meta.size)) {
+        // Siblings are an optimisation: without them nginx serves the plain file, so a failure here
+        // (disk full, say) does not undo the store.
+        await writeSiblings(this.store, meta.file, placed.inode, meta.mtime, this.precompress).catch(() => undefined);
       }
       return { stored: true };
     } finally {

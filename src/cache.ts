@@ -7,7 +7,8 @@ import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
-import { CacheRoot } from './cache-root.js';
+import { CacheRoot, entryFor } from './cache-root.js';
+import { ENCODINGS, type Encoding } from './precompress.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
 
@@ -44,6 +45,12 @@ export interface CacheOptions {
    * @default 0
    */
   sweepIntervalMs?: number;
+  /**
+   * Also write `<file>.gz` and/or `<file>.br` for nginx's gzip_static / brotli_static, after the
+   * response has finished; only for compressible types over 1 KiB, and only where it saves a tenth.
+   * @default []
+   */
+  precompress?: readonly Encoding[];
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -100,7 +107,11 @@ export function createCache(options: CacheOptions): Cache {
     throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
   }
 
-  const root = new CacheRoot(options.root, { durable: options.durable ?? true, maxRenderMs });
+  const precompress = options.precompress ?? [];
+  if (!Array.isArray(precompress) || precompress.some((encoding) => !ENCODINGS.includes(encoding))) {
+    throw new TypeError(`Expected \`precompress\` to be an array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`);
+  }
+  const root = new CacheRoot(options.root, { durable: options.durable ?? true, maxRenderMs, precompress });
   const store = root.store;
   const warn = throttledLogger(options.log ?? consoleLogger);
   const pending = new Set<Promise<void>>();
@@ -118,16 +129,7 @@ export function createCache(options: CacheOptions): Cache {
     },
     store(temp, target, response, renderedAt) {
       const bytes = temp.bytes;
-      const task = root.commit(temp, {
-        urlPath: target.urlPath,
-        file: target.file,
-        tags: response.tags,
-        renderedAt,
-        storedAt: Date.now(),
-        expiresAt: response.expiresAt,
-        mediaType: target.mediaType,
-        size: bytes,
-      }).then((result) => {
+      const task = root.commit(temp, entryFor(target, response, renderedAt, bytes)).then((result) => {
         if (result.stored) options.onEvent?.({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
         else options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
       }, (error: unknown) => {

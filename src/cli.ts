@@ -4,11 +4,14 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { PrerenderError } from './errors.js';
-import { nginxConfig } from './nginx-config.js';
+import { listEntries } from './list.js';
+import { brotliModuleInstalled, nginxConfig } from './nginx-config.js';
 import type { Readable } from 'node:stream';
 import { CacheRoot } from './cache-root.js';
 import { crawl, type CrawlReport } from './crawl.js';
+import { doctor } from './doctor.js';
 import { rollback } from './generations.js';
+import { ENCODINGS } from './precompress.js';
 import { progressReporter } from './progress.js';
 import { parseOrigin } from './origin.js';
 import { purge, type PurgeResult, type RefreshOptions } from './purge.js';
@@ -50,8 +53,10 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--listen <addr:port>', 'what nginx listens on', '80')
     .option('--server-name <name>', 'server_name', '_')
     .option('--bypass-cookie <name>', 'send requests with this cookie to the app (repeatable; default: the middleware defaults)', collect, undefined)
-    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[] }) => {
+    .addOption(new Option('--brotli <when>', 'serve .br siblings with brotli_static (auto: if the Debian module is installed)').choices(['auto', 'on', 'off']).default('auto'))
+    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[]; brotli: 'auto' | 'on' | 'off' }) => {
       io.stdout(nginxConfig({
+        brotli: options.brotli === 'auto' ? brotliModuleInstalled() : options.brotli === 'on',
         root: options.root,
         upstream: options.upstream,
         listen: options.listen,
@@ -101,6 +106,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--follow', 'also crawl same-origin links found in stored HTML')
     .option('--max-depth <n>', 'with --follow: links away from the source', '3')
     .option('--swap', 'build a new generation and switch <root>/current to it when every URL succeeded')
+    .option('--precompress', 'also write .gz and .br siblings for nginx gzip_static / brotli_static')
     .option('--json', 'print a machine-readable report on stdout')
     .addOption(rootOption())
     .action(async (source: string, options: CrawlCliOptions) => {
@@ -116,6 +122,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         follow: options.follow === true,
         maxDepth: wholeNumber(options.maxDepth, '--max-depth'),
         swap: options.swap === true,
+        precompress: options.precompress === true ? ENCODINGS : [],
         stdin: io.stdin,
         onProgress: (progress) => reporter.update(progress),
       });
@@ -131,6 +138,46 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .action(async (options: { root: string }) => {
       const generations = await rollback(options.root);
       io.stdout(`current: ${generations.current ?? '-'}\nprevious: ${generations.previous ?? '-'}\n`);
+    });
+
+  program.command('ls')
+    .description('list cached files: path, file, size, tags, stored at, expires')
+    .option('--tag <tag>', 'only files stored with this tag')
+    .option('--prefix <prefix>', 'only files whose URL path starts with this')
+    .option('--json', 'print a machine-readable listing on stdout')
+    .addOption(rootOption())
+    .action(async (options: { root: string; tag?: string; prefix?: string; json?: boolean }) => {
+      const listing = await listEntries(new CacheRoot(options.root), {
+        ...(options.tag === undefined ? {} : { tag: options.tag }),
+        ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+      });
+      if (options.json === true) {
+        io.stdout(`${JSON.stringify(listing)}\n`);
+        return;
+      }
+      const date = (at: number | null) => (at === null ? '-' : new Date(at).toISOString().replace(/\.\d+Z$/, 'Z'));
+      for (const entry of listing.entries) {
+        io.stdout(`${String(entry.size).padStart(9)}  ${date(entry.storedAt)}  ${date(entry.expiresAt).padEnd(20)}  ${entry.urlPath}  -> ${entry.file}${entry.siblings.join('')}${entry.tags.length > 0 ? `  [${entry.tags.join(', ')}]` : ''}\n`);
+      }
+      const { summary } = listing;
+      io.stdout(`${summary.files} file${summary.files === 1 ? '' : 's'}, ${summary.bytes} bytes, ${summary.tags} tag${summary.tags === 1 ? '' : 's'}\n`);
+    });
+
+  program.command('doctor')
+    .description('check that nginx really serves the cache at a public URL, and say what to fix')
+    .requiredOption('--url <url>', 'the site as clients reach it, e.g. https://www.example.com')
+    .option('--json', 'print the checks as JSON on stdout')
+    .addOption(rootOption())
+    .action(async (options: { url: string; root: string; json?: boolean }) => {
+      const checks = await doctor({ url: options.url, root: options.root });
+      if (options.json === true) io.stdout(`${JSON.stringify({ ok: checks.every((c) => c.ok), checks })}\n`);
+      else {
+        for (const check of checks) {
+          io.stdout(`${check.ok ? 'ok  ' : 'FAIL'}  ${check.check}: ${check.detail}\n`);
+          if (check.fix !== undefined) io.stdout(`      fix: ${check.fix}\n`);
+        }
+      }
+      if (!checks.every((c) => c.ok)) exitCode = 1;
     });
 
   program.command('sweep')
@@ -164,6 +211,7 @@ interface CrawlCliOptions {
   follow?: boolean;
   maxDepth: string;
   swap?: boolean;
+  precompress?: boolean;
   json?: boolean;
 }
 

@@ -15,6 +15,7 @@ import { createGeneration, discardGeneration, publishGeneration } from './genera
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
+import type { Encoding } from './precompress.js';
 import { openSource, type SourceItem } from './sources.js';
 import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
 
@@ -42,6 +43,8 @@ export interface CrawlOptions {
   swap?: boolean;
   /** @default 10 MiB */
   maxBodyBytes?: number;
+  /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
+  precompress?: readonly Encoding[];
   /** Stream to read when `source` is `-`. @default process.stdin */
   stdin?: Readable;
   /** Called after each URL is done. */
@@ -115,7 +118,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   });
 
   const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
-  const root = new CacheRoot(dir);
+  const root = new CacheRoot(dir, { precompress: options.precompress ?? [] });
   try {
     await root.store.init();
   } catch (error) {

@@ -6,7 +6,7 @@ import type { Agent as HttpAgent, OutgoingHttpHeaders } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import fetch from 'node-fetch';
 import { BodySink } from './body.js';
-import type { CacheRoot } from './cache-root.js';
+import { entryFor, type CacheRoot } from './cache-root.js';
 import { checkResponse } from './policy.js';
 import { encodePath, type CachePath } from './url-path.js';
 
@@ -85,16 +85,7 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
     return { outcome: 'failed', status, reason: refusal, retryable: true };
   }
   const bytes = sink.temp.bytes;
-  const committed = await root.commit(sink.temp, {
-    urlPath: target.urlPath,
-    file: target.file,
-    tags: verdict.tags,
-    renderedAt,
-    storedAt: Date.now(),
-    expiresAt: verdict.expiresAt,
-    mediaType: target.mediaType,
-    size: bytes,
-  });
+  const committed = await root.commit(sink.temp, entryFor(target, verdict, renderedAt, bytes));
   return committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason };
 }
 

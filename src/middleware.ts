@@ -7,6 +7,7 @@
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { BodySink } from './body.js';
 import { checkRequest, checkResponse, type StorableResponse } from './policy.js';
+import { httpDate, mtimeSeconds, nginxEtag, notModified } from './validators.js';
 import type { TempFile } from './store.js';
 
 import type { CachePath } from './url-path.js';
@@ -67,6 +68,15 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
       if (verdict.store) {
         response = verdict;
         sink = new BodySink(context.openTemp(), verdict, context.maxBodyBytes);
+        // The validators nginx will send for the stored file (validators.ts), so a client can revalidate
+        // this response against nginx later, and is answered 304 here when it already has this version.
+        // The body is still captured and stored: the app wrote it, only the wire drops it.
+        const mtime = mtimeSeconds(verdict.lastModified, renderedAt);
+        const etag = verdict.contentLength === undefined ? undefined : nginxEtag(mtime, verdict.contentLength);
+        if (etag !== undefined) this.setHeader('ETag', etag);
+        else this.removeHeader('ETag');
+        this.setHeader('Last-Modified', httpDate(mtime));
+        if (notModified(req.headers, etag, mtime)) statusCode = 304;
       } else {
         abandon(verdict.reason, verdict.tagError);
       }

@@ -63,6 +63,8 @@ export interface StorableResponse {
   mustBeUtf8: boolean;
   /** The declared Content-Length, which the body must match. */
   contentLength: number | undefined;
+  /** Epoch ms of the response's Last-Modified, if it had a valid one (it becomes the file's mtime). */
+  lastModified: number | null;
 }
 
 /**
@@ -109,7 +111,10 @@ export function checkResponse(
   const contentLength = lengthText === '' ? undefined : Number(lengthText);
   if (contentLength !== undefined && !Number.isSafeInteger(contentLength)) return { store: false, reason: 'bad Content-Length' };
 
-  return { store: true, tags: tags.tags, expiresAt, mustBeUtf8: utf8Type && contentType.charset === undefined, contentLength };
+  const lastModifiedMs = Date.parse(headerText(headers['last-modified']));
+  const lastModified = Number.isNaN(lastModifiedMs) || lastModifiedMs > now ? null : lastModifiedMs;
+
+  return { store: true, tags: tags.tags, expiresAt, mustBeUtf8: utf8Type && contentType.charset === undefined, contentLength, lastModified };
 }
 
 export function headerText(value: string | number | readonly string[] | undefined): string {

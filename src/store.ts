@@ -35,6 +35,8 @@ export interface EntryMeta {
   expiresAt: number | null;
   mediaType: string;
   size: number;
+  /** The file's mtime in whole seconds, which nginx turns into Last-Modified and the ETag (validators.ts). */
+  mtime: number;
 }
 
 export type PlaceResult = { stored: true; absolute: string; inode: number } | { stored: false; reason: string };
@@ -139,9 +141,12 @@ export class Store {
   async place(temp: TempFile, meta: EntryMeta): Promise<PlaceResult> {
     const absolute = this.resolve(meta.file);
     if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
-    await temp.finish(this.durable);
+    await temp.finish(this.durable, meta.mtime);
     const inode = (await fs.stat(temp.path)).ino;
     await this.writeMeta(meta);
+    // Precompressed siblings of the old version must not outlive it: nginx would serve them to
+    // clients that accept gzip while others get the new page.
+    for (const suffix of SIBLING_SUFFIXES) await fs.unlink(absolute + suffix).catch(() => undefined);
     const placed = await placeFile(temp.path, absolute, this.root);
     if (!placed.ok) {
       await fs.rm(this.metaPathFor(meta.file), { force: true });
@@ -281,12 +286,16 @@ export class TempFile {
     await this.chain;
   }
 
-  /** Waits for every queued write, fixes the mode whatever the umask, optionally fsyncs, closes. */
-  async finish(durable: boolean): Promise<void> {
+  /**
+   * Waits for every queued write, fixes the mode whatever the umask, sets the mtime (seconds) when
+   * given, optionally fsyncs, closes.
+   */
+  async finish(durable: boolean, mtime?: number): Promise<void> {
     await this.chain;
     if (this.error !== undefined) throw this.error;
     const handle = await this.opening;
     await handle.chmod(FILE_MODE);
+    if (mtime !== undefined) await handle.utimes(mtime, mtime);
     if (durable) await handle.datasync();
     this.closed = true;
     await handle.close();

@@ -13,7 +13,7 @@ import { listFiles, removeDir, repoRoot, runCli, tempDir } from './helpers.js';
 const nginx = suite('prerender nginx');
 
 nginx('prints the annotated config kept in nginx/prerender.conf', async () => {
-  const result = await runCli(['nginx', '--root', '/srv/www/cache', '--upstream', 'http://127.0.0.1:3000']);
+  const result = await runCli(['nginx', '--root', '/srv/www/cache', '--upstream', 'http://127.0.0.1:3000', '--brotli', 'on']);
   assert.is(result.code, 0, result.stderr);
   assert.is(result.stdout, await fs.readFile(path.join(repoRoot, 'nginx', 'prerender.conf'), 'utf8'));
 });
@@ -41,6 +41,7 @@ const badNginx: Array<[args: string[], mentions: string]> = [
   [['--root', '/srv/a"; deny all; "', '--upstream', 'http://x'], '--root'],
   [['--root', '/srv/a\nb', '--upstream', 'http://x'], '--root'],
   [['--root', '/srv/c', '--upstream', 'http://x', '--bogus'], 'unknown option'],
+  [['--root', '/srv/c', '--upstream', 'http://x', '--brotli', 'maybe'], '--brotli'],
 ];
 
 for (const [args, mentions] of badNginx) {

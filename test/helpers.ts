@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
+import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const cliPath = path.join(repoRoot, 'bin', 'prerender.js');
@@ -157,14 +157,17 @@ export interface Nginx {
 }
 
 /** Starts a real nginx on a free loopback port serving `root` with the config `prerender nginx` prints. */
-export async function startNginx(options: Omit<NginxConfigOptions, 'listen'>): Promise<Nginx> {
+export async function startNginx(options: Omit<NginxConfigOptions, 'listen'> & { edit?: (server: string) => string }): Promise<Nginx> {
   if (NGINX_BIN === undefined) throw new Error('nginx is not installed');
   const dir = await tempDir('prerender-nginx-');
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const server = nginxConfig({ ...options, listen: `127.0.0.1:${port}` });
+    const brotli = brotliModuleInstalled();
+    const { edit, ...configOptions } = options;
+    const generated = nginxConfig({ brotli, ...configOptions, listen: `127.0.0.1:${port}` });
+    const server = edit === undefined ? generated : edit(generated);
     const runAsRoot = process.getuid?.() === 0;
-    const config = `${runAsRoot ? 'user nobody nogroup;\n' : ''}daemon off;
+    const config = `${runAsRoot ? 'user nobody nogroup;\n' : ''}${brotli ? `load_module ${BROTLI_MODULE};\n` : ''}daemon off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;

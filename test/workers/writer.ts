@@ -26,7 +26,7 @@ async function write(index: number, size: number): Promise<{ file: string; tags:
   const bytes = body(`${name} ${index}`, size);
   temp.write(bytes);
   const result = await cacheRoot.commit(temp, {
-    urlPath: `/${name}/p${index}`, file, tags, renderedAt, storedAt: Date.now(), expiresAt: null, mediaType: 'text/html', size: bytes.length,
+    urlPath: `/${name}/p${index}`, file, tags, renderedAt, storedAt: Date.now(), expiresAt: null, mediaType: 'text/html', size: bytes.length, mtime: Math.floor(renderedAt / 1000),
   });
   return { file, tags, stored: result.stored, renderedAt };
 }

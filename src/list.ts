@@ -1,0 +1,63 @@
+/**
+ * What is cached: each stored file with its index record, filtered by tag (through the tag log, so
+ * O(files under the tag)) or by URL-path prefix (through the tree under it).
+ */
+import fs from 'node:fs/promises';
+import type { CacheRoot } from './cache-root.js';
+import { parsePrefixArgument, parseTagArgument } from './purge.js';
+
+export interface ListedEntry {
+  /** URL path it was stored for (from the index; derived from the file name if the record is missing). */
+  urlPath: string;
+  file: string;
+  size: number;
+  mediaType: string | undefined;
+  tags: string[];
+  storedAt: number | null;
+  expiresAt: number | null;
+  /** Precompressed siblings present. */
+  siblings: string[];
+}
+
+export interface ListSummary {
+  files: number;
+  bytes: number;
+  tags: number;
+}
+
+export async function listEntries(root: CacheRoot, filter: { tag?: string; prefix?: string } = {}): Promise<{ entries: ListedEntry[]; summary: ListSummary }> {
+  const tag = filter.tag === undefined ? undefined : parseTagArgument(filter.tag);
+  const prefix = filter.prefix === undefined ? undefined : parsePrefixArgument(filter.prefix);
+  await root.store.checkRoot();
+
+  let files: string[];
+  if (tag !== undefined) files = (await root.tags.files(tag)).sort();
+  else files = (await root.store.list(prefix?.dir ?? [], prefix?.namePrefix ?? '')).sort();
+
+  const entries: ListedEntry[] = [];
+  const tags = new Set<string>();
+  let bytes = 0;
+  for (const file of files) {
+    const absolute = root.store.resolve(file);
+    const stats = absolute === undefined ? undefined : await fs.lstat(absolute).catch(() => undefined);
+    if (absolute === undefined || stats === undefined || !stats.isFile()) continue;
+    const meta = await root.store.readMeta(file);
+    // The log may still list a file re-rendered without the tag; ls shows what is tagged now.
+    if (tag !== undefined && meta !== undefined && !meta.tags.includes(tag)) continue;
+    const siblings: string[] = [];
+    for (const suffix of ['.gz', '.br']) if (await fs.lstat(absolute + suffix).catch(() => undefined)) siblings.push(suffix);
+    for (const entryTag of meta?.tags ?? []) tags.add(entryTag);
+    bytes += stats.size;
+    entries.push({
+      urlPath: meta?.urlPath ?? `/${file.replace(/(^|\/)index\.html$/, '$1')}`,
+      file,
+      size: stats.size,
+      mediaType: meta?.mediaType,
+      tags: meta?.tags ?? [],
+      storedAt: meta?.storedAt ?? null,
+      expiresAt: meta?.expiresAt ?? null,
+      siblings,
+    });
+  }
+  return { entries, summary: { files: entries.length, bytes, tags: tags.size } };
+}

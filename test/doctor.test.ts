@@ -1,0 +1,137 @@
+/**
+ * `prerender doctor` against real nginx setups, good and broken.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { siteHandler } from '../fixtures/site/app.js';
+import { listFiles, nginxAvailable, removeDir, runCli, startNginx, startServer, tempDir, type Server } from './helpers.js';
+
+const hasNginx = nginxAvailable();
+
+interface Context {
+  dir: string;
+  root: string;
+  app: Server;
+}
+
+interface Report {
+  ok: boolean;
+  checks: Array<{ check: string; ok: boolean; detail: string; fix?: string }>;
+}
+
+const doctor = suite<Context>('prerender doctor');
+doctor.before.each(async (context) => {
+  context.dir = await tempDir();
+  context.root = path.join(context.dir, 'cache');
+  await fs.mkdir(context.root, { mode: 0o755 });
+  context.app = await startServer(siteHandler);
+});
+doctor.after.each(async (context) => {
+  await context.app.close();
+  await removeDir(context.dir);
+});
+const it = hasNginx ? doctor : doctor.skip;
+
+async function run(context: Context, url: string): Promise<{ code: number | null; report: Report }> {
+  const result = await runCli(['doctor', '--url', url, '--root', context.root, '--json']);
+  return { code: result.code, report: JSON.parse(result.stdout || '{}') as Report };
+}
+
+function failed(report: Report): string[] {
+  return report.checks.filter((check) => !check.ok).map((check) => check.check);
+}
+
+it('the generated config passes every check and the probe is cleaned up', async (context) => {
+  const nginx = await startNginx({ root: context.root, upstream: context.app.url });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.equal(failed(report), []);
+    assert.is(code, 0);
+    assert.ok(report.checks.length >= 7);
+    assert.equal(await listFiles(context.root), []);
+  } finally {
+    await nginx.stop();
+  }
+});
+
+it('nginx serving another directory: "nothing is served from the files"', async (context) => {
+  const other = path.join(context.dir, 'elsewhere');
+  await fs.mkdir(other, { mode: 0o755 });
+  const nginx = await startNginx({ root: other, upstream: context.app.url });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.is(code, 1);
+    assert.equal(failed(report), ['nginx serves files stored in the root']);
+    assert.match(report.checks.find((c) => !c.ok)?.fix ?? '', 'root');
+  } finally {
+    await nginx.stop();
+  }
+});
+
+it('open_file_cache hiding purges and rewrites is caught', async (context) => {
+  const nginx = await startNginx({
+    root: context.root,
+    upstream: context.app.url,
+    edit: (server) => server.replace('open_file_cache off;', 'open_file_cache max=100 inactive=60s; open_file_cache_valid 60s; open_file_cache_errors on;'),
+  });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.is(code, 1);
+    const problems = failed(report);
+    assert.ok(problems.includes('a deleted file stops being served') || problems.includes('a rewritten file is served at once'), problems.join('; '));
+    assert.ok(report.checks.filter((c) => !c.ok).every((c) => /open_file_cache/.test(c.fix ?? '')));
+  } finally {
+    await nginx.stop();
+  }
+});
+
+it('a state directory that is not denied, and POSTs answered by nginx, are caught', async (context) => {
+  const nginx = await startNginx({
+    root: context.root,
+    upstream: context.app.url,
+    edit: (server) => server
+      .replace(/location \^~ \/\.prerender\/ \{ return 404; \}/, '')
+      .replace('if ($request_method !~ ^(GET|HEAD)$) { return 418; }', '')
+      .replace('location / {', 'autoindex on;\n    location / {'),
+  });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.is(code, 1);
+    const problems = failed(report);
+    assert.ok(problems.some((p) => p.includes('state directory')), problems.join('; '));
+    assert.ok(problems.some((p) => p.includes('POST')), problems.join('; '));
+  } finally {
+    await nginx.stop();
+  }
+});
+
+it('a parent directory nginx cannot traverse', async (context) => {
+  await fs.chmod(context.dir, 0o700);
+  const nginx = await startNginx({ root: context.root, upstream: context.app.url });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.is(code, 1);
+    const permission = report.checks.find((c) => c.check.includes('reach and read'));
+    assert.ok(permission && !permission.ok);
+    assert.match(permission?.fix ?? '', `chmod o+x ${context.dir}`);
+  } finally {
+    await fs.chmod(context.dir, 0o755);
+    await nginx.stop();
+  }
+});
+
+doctor('nothing listening at --url', async (context) => {
+  const { code, report } = await run(context, 'http://127.0.0.1:1');
+  assert.is(code, 1);
+  assert.match(report.checks.find((c) => !c.ok)?.fix ?? '', 'nothing answers');
+});
+
+doctor('bad arguments exit 2', async (context) => {
+  assert.is((await runCli(['doctor', '--url', 'ftp://x', '--root', context.root])).code, 2);
+  assert.is((await runCli(['doctor', '--root', context.root])).code, 2);
+  assert.is((await runCli(['doctor', '--url', 'http://127.0.0.1:1', '--root', path.join(context.dir, 'missing')])).code, 2);
+});
+
+doctor.run();
