@@ -13,7 +13,7 @@ import { Invalidations } from './invalidation.js';
 import { isCompressible, writeSiblings, type Encoding } from './precompress.js';
 import type { StorableResponse } from './policy.js';
 import { Store, type EntryMeta, type TempFile } from './store.js';
-import { TagIndex } from './tags.js';
+import { TagIndex, type LogIdentity } from './tags.js';
 import type { CachePath } from './url-path.js';
 import { mtimeSeconds } from './validators.js';
 
@@ -69,8 +69,8 @@ export class CacheRoot {
     try {
       await this.store.init();
       if (this.store.resolve(meta.file) === undefined) return { stored: false, reason: 'path outside the root or too long' };
-      const inodes = new Map<string, number>();
-      for (const tag of meta.tags) inodes.set(tag, await this.tags.append(tag, meta.file));
+      const logs = new Map<string, LogIdentity>();
+      for (const tag of meta.tags) logs.set(tag, await this.tags.append(tag, meta.file));
 
       const staleBefore = await this.invalidations.staleReason(meta.renderedAt, meta);
       if (staleBefore !== undefined) return { stored: false, reason: staleBefore };
@@ -84,9 +84,9 @@ export class CacheRoot {
         return { stored: false, reason: staleAfter };
       }
 
-      for (const [tag, inode] of inodes) {
-        if (!(await this.tags.stillIndexed(tag, inode))) await this.tags.append(tag, meta.file);
+      for (const [tag, first] of logs) {
         const log = this.tags.logPath(tag);
+        await this.tags.appendUntilIndexed(log, [meta.file], first);
         if (this.tags.needsCompaction(log, await this.tags.size(log))) await this.compact(log);
       }
       if (this.precompress.length > 0 && isCompressible(meta.mediaType, meta.size)) {

@@ -3,10 +3,11 @@
  * turns storage failures into throttled log lines: a cache fault never breaks a response.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
 import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { attach, type CaptureContext } from './middleware.js';
-import { DEFAULT_BYPASS_COOKIES } from './policy.js';
+import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
@@ -51,6 +52,18 @@ export interface CacheOptions {
    * @default []
    */
   precompress?: readonly Encoding[];
+  /**
+   * Only responses for these hosts (the Host header, lowercased, without port) are stored; pass the
+   * same names to `prerender nginx --host`. Without it any Host is accepted, and then the app must not
+   * let the Host header shape its pages.
+   */
+  hosts?: readonly string[];
+  /**
+   * Store each host under `<root>/<host>/` (served by nginx as `root <root>/$host`); needs `hosts`.
+   * Each host directory is a cache root of its own for the CLI (`--root <root>/<host>`).
+   * @default false
+   */
+  multiSite?: boolean;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -111,40 +124,70 @@ export function createCache(options: CacheOptions): Cache {
   if (!Array.isArray(precompress) || precompress.some((encoding) => !ENCODINGS.includes(encoding))) {
     throw new TypeError(`Expected \`precompress\` to be an array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`);
   }
-  const root = new CacheRoot(options.root, { durable: options.durable ?? true, maxRenderMs, precompress });
-  const store = root.store;
+  const hosts = options.hosts === undefined ? undefined : checkHosts(options.hosts);
+  const multiSite = options.multiSite === true;
+  if (multiSite && hosts === undefined) {
+    throw new TypeError('Expected `hosts` with `multiSite`: only allowlisted hosts get a directory under the root');
+  }
+
+  const rootOptions = { durable: options.durable ?? true, maxRenderMs, precompress };
+  const base = new CacheRoot(options.root, rootOptions);
+  // Multi-site: each allowlisted host is a cache root of its own at <root>/<host>, which nginx serves
+  // as `root <root>/$host`, so every single-site tool works on it unchanged.
+  const roots = new Map<string | undefined, CacheRoot>(multiSite && hosts !== undefined
+    ? [...hosts].map((host) => [host, new CacheRoot(path.join(base.root, host), rootOptions)])
+    : [[undefined, base]]);
+  const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);
   const pending = new Set<Promise<void>>();
   // Start-up work (state directory, stale temp files) happens now, off any response.
-  store.init().catch((error: unknown) => warn('init', `cache root ${store.root} is not usable yet`, error));
+  for (const root of roots.values()) {
+    root.store.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
+  }
 
   const context: CaptureContext = {
     bypassCookies,
+    hosts,
     maxBodyBytes,
     maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
-    openTemp: () => store.openTemp(),
+    openTemp: (host) => rootFor(host).store.openTemp(),
     skip(urlPath, reason, error) {
       if (error !== undefined) warn(`skip:${reason}`, `not caching ${urlPath}: ${reason}`);
       options.onEvent?.({ type: 'skipped', urlPath, reason });
     },
-    store(temp, target, response, renderedAt) {
+    store(temp, target, response, renderedAt, host) {
+      const root = rootFor(host);
       const bytes = temp.bytes;
       const task = root.commit(temp, entryFor(target, response, renderedAt, bytes)).then((result) => {
         if (result.stored) options.onEvent?.({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
         else options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
       }, (error: unknown) => {
         const code = isErrno(error) ? error.code : 'error';
-        warn(`store:${code}`, `could not store ${target.urlPath} under ${store.root} (${code}); responses are unaffected`, error);
+        warn(`store:${code}`, `could not store ${target.urlPath} under ${root.root} (${code}); responses are unaffected`, error);
         options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
       }).finally(() => pending.delete(task));
       pending.add(task);
     },
   };
 
+  const eachRoot = async <T extends PurgeResult>(run: (root: CacheRoot, host: string | undefined) => Promise<T | undefined>): Promise<PurgeResult> => {
+    const merged: PurgeResult = { removed: [], refreshed: [], failed: [] };
+    for (const [host, root] of roots) {
+      await root.store.init();
+      const result = await run(root, host);
+      if (result === undefined) continue;
+      const prefix = host === undefined ? '' : `${host}/`;
+      merged.removed.push(...result.removed.map((file) => prefix + file));
+      merged.refreshed.push(...result.refreshed.map((file) => prefix + file));
+      merged.failed.push(...result.failed.map((failure) => ({ ...failure, file: prefix + failure.file })));
+    }
+    return merged;
+  };
+
   let sweeping: Promise<unknown> | undefined;
   const timer = sweepIntervalMs === 0 ? undefined : setInterval(() => {
-    sweeping ??= sweep(root)
-      .catch((error: unknown) => warn('sweep', `sweep of ${store.root} failed`, error))
+    sweeping ??= eachRoot((root) => sweep(root))
+      .catch((error: unknown) => warn('sweep', `sweep of ${base.root} failed`, error))
       .finally(() => {
         sweeping = undefined;
       });
@@ -156,7 +199,7 @@ export function createCache(options: CacheOptions): Cache {
   };
 
   return {
-    root: store.root,
+    root: base.root,
     middleware: () => (req, res, next) => {
       attach(req, res, context);
       next?.();
@@ -165,13 +208,18 @@ export function createCache(options: CacheOptions): Cache {
       attach(req, res, context);
       handler(req, res);
     },
-    async purge(selector, purgeOptions) {
-      await store.init();
-      return purge(root, selector, purgeOptions);
-    },
-    async sweep(sweepOptions) {
-      await store.init();
-      return sweep(root, sweepOptions);
+    purge: (selector, purgeOptions) => eachRoot(async (root, host) => {
+      const scoped = scopeToHost(selector, host);
+      return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
+    }),
+    sweep: async (sweepOptions) => {
+      let orphans = 0;
+      const merged = await eachRoot(async (root) => {
+        const result = await sweep(root, sweepOptions);
+        orphans += result.orphans;
+        return result;
+      });
+      return { ...merged, orphans };
     },
     idle,
     async close() {
@@ -180,4 +228,29 @@ export function createCache(options: CacheOptions): Cache {
       await idle();
     },
   };
+}
+
+function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
+  if (!Array.isArray(hosts) || hosts.length === 0) throw new TypeError('Expected `hosts` to be a non-empty array of host names');
+  for (const host of hosts) {
+    if (typeof host !== 'string' || normalizeHost(host) !== host) {
+      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names without port, not ${JSON.stringify(host)}`);
+    }
+  }
+  return new Set(hosts);
+}
+
+/**
+ * In multi-site mode a purge applies to every host, except that a path written as an absolute URL
+ * names its own host. Undefined when nothing of the selector concerns `host`.
+ */
+function scopeToHost(selector: PurgeSelector, host: string | undefined): PurgeSelector | undefined {
+  if (host === undefined || selector.paths === undefined) return selector;
+  const paths = selector.paths.filter((entry) => {
+    const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(entry);
+    return match === null || normalizeHost(match[1]) === host;
+  });
+  const scoped = { ...selector, paths };
+  const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true;
+  return empty ? undefined : scoped;
 }

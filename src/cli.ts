@@ -53,9 +53,13 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--listen <addr:port>', 'what nginx listens on', '80')
     .option('--server-name <name>', 'server_name', '_')
     .option('--bypass-cookie <name>', 'send requests with this cookie to the app (repeatable; default: the middleware defaults)', collect, undefined)
+    .option('--host <name>', 'serve from disk only for this host (repeatable; the middleware\'s hosts)', collect, undefined)
+    .option('--multi-site', 'serve <root>/$host/ (the middleware\'s multiSite); needs --host')
     .addOption(new Option('--brotli <when>', 'serve .br siblings with brotli_static (auto: if the Debian module is installed)').choices(['auto', 'on', 'off']).default('auto'))
-    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[]; brotli: 'auto' | 'on' | 'off' }) => {
+    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[]; brotli: 'auto' | 'on' | 'off'; host?: string[]; multiSite?: boolean }) => {
       io.stdout(nginxConfig({
+        ...(options.host === undefined ? {} : { hosts: options.host }),
+        multiSite: options.multiSite === true,
         brotli: options.brotli === 'auto' ? brotliModuleInstalled() : options.brotli === 'on',
         root: options.root,
         upstream: options.upstream,

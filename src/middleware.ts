@@ -18,12 +18,13 @@ const attached = Symbol('prerender.attached');
 
 export interface CaptureContext {
   bypassCookies: readonly string[];
+  hosts: ReadonlySet<string> | undefined;
   maxBodyBytes: number;
   /** How far the disk may fall behind the client before the copy is abandoned. */
   maxBacklogBytes: number;
-  openTemp(): TempFile;
+  openTemp(host: string | undefined): TempFile;
   /** Called once the response finished and the body is complete and valid; owns the temp file after. */
-  store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number): void;
+  store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number, host: string | undefined): void;
   skip(urlPath: string, reason: string, error?: unknown): void;
 }
 
@@ -36,7 +37,11 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   res[attached] = true;
 
   const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url;
-  const requestVerdict = checkRequest({ method: req.method, url, headers: req.headers }, context.bypassCookies);
+  const requestVerdict = checkRequest({ method: req.method, url, headers: req.headers }, {
+    bypassCookies: context.bypassCookies,
+    ...(context.hosts === undefined ? {} : { hosts: context.hosts }),
+  });
+  const host = requestVerdict.store ? requestVerdict.host : undefined;
   const renderedAt = Date.now();
   let target: CachePath | undefined = requestVerdict.store ? requestVerdict.target : undefined;
   let response: StorableResponse | undefined;
@@ -67,7 +72,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
       const verdict = checkResponse(statusCode, all, target, Date.now());
       if (verdict.store) {
         response = verdict;
-        sink = new BodySink(context.openTemp(), verdict, context.maxBodyBytes);
+        sink = new BodySink(context.openTemp(host), verdict, context.maxBodyBytes);
         // The validators nginx will send for the stored file (validators.ts), so a client can revalidate
         // this response against nginx later, and is answered 304 here when it already has this version.
         // The body is still captured and stored: the app wrote it, only the wire drops it.
@@ -116,6 +121,6 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     if (refusal !== undefined) return abandon(refusal);
     const finished = sink.temp;
     sink = undefined;
-    context.store(finished, target, response, renderedAt);
+    context.store(finished, target, response, renderedAt, host);
   });
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { PrerenderError } from './errors.js';
 import { UTF8_TYPES } from './mime.js';
 import { parseOrigin } from './origin.js';
-import { DEFAULT_BYPASS_COOKIES } from './policy.js';
+import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { STATE_DIR } from './url-path.js';
 
 export interface NginxConfigOptions {
@@ -28,6 +28,13 @@ export interface NginxConfigOptions {
    * @default false
    */
   brotli?: boolean;
+  /**
+   * Serve from disk only for these hosts (nginx `$host`); others go to the app. Pass the middleware's
+   * `hosts`.
+   */
+  hosts?: readonly string[];
+  /** Serve `<root>/$host/` (the middleware's `multiSite`); needs `hosts`. @default false */
+  multiSite?: boolean;
 }
 
 /** Where Debian's libnginx-mod-http-brotli-static puts the module. */
@@ -59,6 +66,19 @@ export function nginxConfig(options: NginxConfigOptions): string {
       throw new PrerenderError('EUSAGE', `--bypass-cookie ${JSON.stringify(name)}: use letters, digits, ".", "_" or "-"`, { input: name });
     }
   }
+  const hosts = options.hosts ?? [];
+  for (const host of hosts) {
+    if (normalizeHost(host) !== host) {
+      throw new PrerenderError('EUSAGE', `--host ${JSON.stringify(host)} is not a lowercase host name without port`, { input: host });
+    }
+  }
+  if (options.multiSite === true && hosts.length === 0) {
+    throw new PrerenderError('EUSAGE', '--multi-site needs the allowlist: one --host per site');
+  }
+  const hostTest = hosts.length === 0
+    ? ''
+    : `    if ($host !~ "^(${hosts.map((host) => host.replaceAll('.', '\\.')).join('|')})$") { return 418; }\n`;
+  const rootLine = options.multiSite === true ? `"${root}/$host"` : `"${root}"`;
   const cookieTest = cookies.length === 0
     ? ''
     : `    if ($http_cookie ~ "(^|;)\\s*(${cookies.map((name) => name.replaceAll('.', '\\.')).join('|')})\\s*(=|;|$)") { return 418; }\n`;
@@ -70,7 +90,7 @@ export function nginxConfig(options: NginxConfigOptions): string {
 server {
     listen ${listen};
     server_name ${serverName};
-    root "${root}";
+    root ${rootLine};
 
     # Stored text was checked to be UTF-8, so nginx may declare it; binary types get no charset.
     charset utf-8;
@@ -92,7 +112,7 @@ ${brotliLine}
     if ($request_uri ~ "\\?") { return 418; }
     if ($request_uri ~ "//|/\\.\\.?(/|$)|%2[eEfF]") { return 418; }
     if ($http_authorization != "") { return 418; }
-${cookieTest}
+${cookieTest}${hostTest}
     # prerender's own state: tag index, temp files.
     location = /${STATE_DIR} { return 404; }
     location ^~ /${STATE_DIR}/ { return 404; }
@@ -117,6 +137,13 @@ ${cookieTest}
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
+        # Headers frameworks act on but a file cannot vary by: the app must never see a client's.
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Original-URL "";
+        proxy_set_header X-Rewrite-URL "";
+        proxy_set_header X-HTTP-Method-Override "";
+        proxy_set_header X-HTTP-Method "";
+        proxy_set_header X-Method-Override "";
         add_header X-Cache MISS always;
     }
 }

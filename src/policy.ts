@@ -26,18 +26,50 @@ export interface RequestFacts {
   headers: IncomingHttpHeaders;
 }
 
-/** Whether a request may have its response stored, and under which file. */
-export function checkRequest(
-  request: RequestFacts,
-  bypassCookies: readonly string[],
-): Verdict<{ target: CachePath }> {
+/**
+ * Request headers that common frameworks act on (routing, method, absolute URLs) but that nginx does not
+ * key its files on: a response shaped by one of them would be served to everyone (cache poisoning).
+ * The generated nginx config clears them; a request that still carries one is never stored.
+ */
+export const UNKEYED_HEADERS: readonly string[] = ['x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override'];
+
+export interface RequestRules {
+  bypassCookies: readonly string[];
+  /** When set, only requests for these hosts (normalized) are stored. */
+  hosts?: ReadonlySet<string>;
+}
+
+/** Whether a request may have its response stored, and under which file (and host). */
+export function checkRequest(request: RequestFacts, rules: RequestRules): Verdict<{ target: CachePath; host: string | undefined }> {
   if (request.method !== 'GET') return { store: false, reason: `method ${request.method ?? '?'}` };
   if (request.headers.authorization !== undefined) return { store: false, reason: 'Authorization header' };
-  const cookie = findCookie(request.headers.cookie, bypassCookies);
+  const cookie = findCookie(request.headers.cookie, rules.bypassCookies);
   if (cookie !== undefined) return { store: false, reason: `bypass cookie ${cookie}` };
+  const unkeyed = UNKEYED_HEADERS.find((name) => request.headers[name] !== undefined);
+  if (unkeyed !== undefined) return { store: false, reason: `${unkeyed} header` };
+  const host = normalizeHost(request.headers.host);
+  const forwardedHost = request.headers['x-forwarded-host'];
+  if (forwardedHost !== undefined && normalizeHost(headerText(forwardedHost)) !== host) {
+    return { store: false, reason: 'X-Forwarded-Host differs from Host' };
+  }
+  if (rules.hosts !== undefined && (host === undefined || !rules.hosts.has(host))) {
+    return { store: false, reason: `host ${JSON.stringify(request.headers.host ?? '')} is not in the allowlist` };
+  }
   const mapped = toCachePath(request.url ?? '');
   if (!mapped.ok) return { store: false, reason: `path not cacheable: ${REFUSAL_MESSAGES[mapped.reason]}` };
-  return { store: true, target: mapped.value };
+  return { store: true, target: mapped.value, host };
+}
+
+const hostName = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * A Host header as nginx's `$host` has it: lowercased, without the port or a trailing dot. Undefined
+ * for anything that is not a plain DNS name (IP literals included), which is never stored per host.
+ */
+export function normalizeHost(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const name = value.trim().toLowerCase().replace(/:\d{1,5}$/, '').replace(/\.$/, '');
+  return name.length <= 253 && hostName.test(name) ? name : undefined;
 }
 
 /**

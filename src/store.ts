@@ -123,7 +123,11 @@ export class Store {
     const name = `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}.tmp`;
     const file = path.join(this.tempDir, name);
     const opening = this.init().then(() =>
-      fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE));
+      fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE)).catch((error: unknown) => {
+      // The root (or its state directory) was deleted under us: set it up again for the next write.
+      if (isErrno(error, 'ENOENT')) this.ready = undefined;
+      throw error;
+    });
     return new TempFile(file, opening);
   }
 

@@ -10,13 +10,14 @@
  * - Each record is `\n<file>\t<crc32>\n`. A record torn by a killed writer fails its checksum and is
  *   skipped, and the leading newline keeps it from swallowing the next writer's record.
  * - Purge and compaction `rename` the log aside before reading it. A writer whose append raced the
- *   rename finds the log's inode changed when it re-checks after placing its file, and appends again
- *   (`Writer` in cache-root.ts), so no entry is lost. Leftover aside logs of dead processes are picked
- *   up by the next purge or compaction of that tag.
+ *   rename finds, when it re-checks after placing its file, that the live log is not the one it wrote
+ *   to (inode and birth time: inode numbers are reused at once), and appends again, so no entry is
+ *   lost (`appendUntilIndexed`). Leftover aside logs of dead processes are picked up by the next purge
+ *   or compaction of that tag.
  * Files are recorded, not URLs: `/x/` and `/x/index.html` are one file, and one entry.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -47,10 +48,32 @@ export class TagIndex {
     return path.join(this.dir, hash.slice(0, 2), `${hash}.log`);
   }
 
-  /** Appends one record and returns the inode it landed in, for `stillIndexed`. */
-  async append(tag: string, file: string): Promise<number> {
-    const log = this.logPath(tag);
-    const record = Buffer.from(`\n${file}\t${checksum(file)}\n`);
+  /**
+   * Appends one record and returns the identity of the log it landed in, for `stillIndexed`. The
+   * identity is the inode and its birth time: a log taken aside and deleted frees its inode number, and
+   * the next log created often gets the same one.
+   */
+  append(tag: string, file: string): Promise<LogIdentity> {
+    return this.appendTo(this.logPath(tag), [file]);
+  }
+
+  /**
+   * Appends records until they are seen in the live log: a purge or compaction that takes the log
+   * aside between our open and our write would otherwise read it before our records land, and lose
+   * them. `from` is the identity of an earlier append of the same records, if any.
+   */
+  async appendUntilIndexed(log: string, files: readonly string[], from?: LogIdentity): Promise<void> {
+    let identity = from ?? (await this.appendTo(log, files));
+    for (let attempt = 0; attempt < 8; attempt++) {
+      if (await this.isLive(log, identity)) return;
+      identity = await this.appendTo(log, files);
+      // Without birth times the log's identity cannot be proven; one more append is the best we can do.
+      if (identity.birth === 0) return;
+    }
+  }
+
+  private async appendTo(log: string, files: readonly string[]): Promise<LogIdentity> {
+    const record = Buffer.from(files.map((file) => `\n${file}\t${checksum(file)}\n`).join(''));
     let handle;
     try {
       handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
@@ -61,17 +84,17 @@ export class TagIndex {
     }
     try {
       await handle.write(record);
-      const stats = await handle.stat();
-      return stats.ino;
+      return identityOf(await handle.stat());
     } finally {
       await handle.close();
     }
   }
 
-  /** True while the log at the tag's path is still the inode a record was appended to. */
-  async stillIndexed(tag: string, inode: number): Promise<boolean> {
-    const stats = await fs.stat(this.logPath(tag)).catch(() => undefined);
-    return stats?.ino === inode;
+  /** True while the log is still the one a record was appended to; false when that cannot be proven. */
+  private async isLive(log: string, identity: LogIdentity): Promise<boolean> {
+    if (identity.birth === 0) return false;
+    const stats = await fs.stat(log).catch(() => undefined);
+    return stats !== undefined && stats.ino === identity.ino && stats.birthtimeMs === identity.birth;
   }
 
   async size(log: string): Promise<number> {
@@ -124,17 +147,8 @@ export class TagIndex {
     const survivors: string[] = [];
     for (const file of files) if (await exists(file)) survivors.push(file);
     this.compactedSizes.set(log, survivors.reduce((bytes, file) => bytes + Buffer.byteLength(file) + 12, 0));
-    if (survivors.length > 0) {
-      await makeDirectories(path.dirname(log), this.root);
-      const handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
-      try {
-        for (let i = 0; i < survivors.length; i += 512) {
-          const chunk = survivors.slice(i, i + 512).map((file) => `\n${file}\t${checksum(file)}\n`).join('');
-          await handle.write(chunk);
-        }
-      } finally {
-        await handle.close();
-      }
+    for (let i = 0; i < survivors.length; i += 512) {
+      await this.appendUntilIndexed(log, survivors.slice(i, i + 512));
     }
     await release();
   }
@@ -185,6 +199,15 @@ export class TagIndex {
       await fs.rm(lock, { force: true });
     }
   }
+}
+
+export interface LogIdentity {
+  ino: number;
+  birth: number;
+}
+
+function identityOf(stats: Stats): LogIdentity {
+  return { ino: stats.ino, birth: stats.birthtimeMs };
 }
 
 function checksum(file: string): string {

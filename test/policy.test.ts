@@ -51,13 +51,36 @@ cookies.run();
 const request = suite('checkRequest');
 
 request('GET of a canonical path is storable; everything else is not', () => {
-  const ok = checkRequest({ method: 'GET', url: '/a', headers: {} }, []);
+  const ok = checkRequest({ method: 'GET', url: '/a', headers: {} }, { bypassCookies: [] });
   assert.ok(ok.store);
   for (const [method, url, headers] of [
     ['HEAD', '/a', {}], ['POST', '/a', {}], ['GET', '/a?x', {}], ['GET', '/a/../b', {}],
     ['GET', '/a', { authorization: 'Basic x' }], ['GET', '/a', { authorization: '' }], ['GET', '/a', { cookie: 'sid=1' }],
   ] as const) {
-    assert.is(checkRequest({ method, url, headers }, ['sid']).store, false, `${method} ${url} ${JSON.stringify(headers)}`);
+    assert.is(checkRequest({ method, url, headers }, { bypassCookies: ['sid'] }).store, false, `${method} ${url} ${JSON.stringify(headers)}`);
+  }
+});
+
+request('headers frameworks act on but nginx does not key on are never stored', () => {
+  for (const headers of [
+    { host: 'a.com', 'x-forwarded-host': 'evil.com' }, { host: 'a.com', 'x-original-url': '/admin' }, { host: 'a.com', 'x-rewrite-url': '/admin' },
+    { host: 'a.com', 'x-http-method-override': 'DELETE' }, { host: 'a.com', 'x-method-override': 'PUT' },
+  ]) {
+    assert.is(checkRequest({ method: 'GET', url: '/a', headers }, { bypassCookies: [] }).store, false, JSON.stringify(headers));
+  }
+  assert.ok(checkRequest({ method: 'GET', url: '/a', headers: { host: 'A.com:8080', 'x-forwarded-host': 'a.com' } }, { bypassCookies: [] }).store);
+});
+
+request('a host allowlist: Host normalized as nginx $host, anything else refused', () => {
+  const hosts = new Set(['example.com', 'www.example.com']);
+  const verdict = (host: string | undefined) => checkRequest({ method: 'GET', url: '/a', headers: host === undefined ? {} : { host } }, { bypassCookies: [], hosts });
+  for (const host of ['example.com', 'EXAMPLE.COM', 'example.com:8080', 'www.example.com.', ' www.example.com ']) {
+    const result = verdict(host);
+    assert.ok(result.store, host);
+    if (result.store) assert.ok(hosts.has(result.host ?? ''), host);
+  }
+  for (const host of [undefined, '', 'evil.com', 'example.com.evil.com', 'example.com/..', '../example.com', 'example.com:80:80', '[::1]', 'exa mple.com', 'example.com\\x', `${'a'.repeat(64)}.com`]) {
+    assert.is(verdict(host).store, false, String(host));
   }
 });
 
