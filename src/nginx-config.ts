@@ -105,11 +105,11 @@ server {
 ${brotliLine}
     # Requests whose response the middleware never stores go to the app, so a file on disk is never
     # served where the app would have answered differently: other methods (nginx would answer 405),
-    # query strings (nginx cannot key on them), credentials, session cookies, and targets nginx would
+    # query strings and fragments (nginx cannot key on them), credentials, session cookies, and targets nginx would
     # normalise (//, dot segments, encoded dots or slashes) to a file the app never produced for them.
     error_page 418 = @app;
     if ($request_method !~ ^(GET|HEAD)$) { return 418; }
-    if ($request_uri ~ "\\?") { return 418; }
+    if ($request_uri ~ "[?#]") { return 418; }
     if ($request_uri ~ "//|/\\.\\.?(/|$)|%2[eEfF]") { return 418; }
     if ($http_authorization != "") { return 418; }
 ${cookieTest}${hostTest}
