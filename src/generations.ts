@@ -20,6 +20,7 @@ export interface Generations {
 /** Creates an empty generation directory and returns its absolute path. */
 export async function createGeneration(base: string): Promise<string> {
   const absoluteBase = path.resolve(base);
+  await checkBase(absoluteBase, false);
   await checkLink(absoluteBase, 'current');
   const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   const dir = path.join(absoluteBase, GENERATIONS, id);
@@ -48,6 +49,7 @@ export async function publishGeneration(base: string, generation: string): Promi
 /** Swaps `current` and `previous`: a second rollback rolls forward again. */
 export async function rollback(base: string): Promise<Generations> {
   const absoluteBase = path.resolve(base);
+  await checkBase(absoluteBase, true);
   const before = await readGenerations(absoluteBase);
   if (before.previous === undefined || before.current === undefined) {
     throw new PrerenderError('EUSAGE', `nothing to roll back to under ${absoluteBase}: it needs a current and a previous generation from crawl --swap`, { input: base });
@@ -72,6 +74,17 @@ async function readLink(base: string, name: string): Promise<string | undefined>
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
+  }
+}
+
+/** The directory holding `current`, `previous` and `generations/`. */
+async function checkBase(base: string, mustExist: boolean): Promise<void> {
+  const stats = await fs.stat(base).catch((error: unknown) => {
+    if (isErrno(error, 'ENOENT') && !mustExist) return undefined;
+    throw new PrerenderError('EROOT', `--root ${base} ${isErrno(error, 'ENOENT') ? 'does not exist' : `cannot be used (${isErrno(error) ? error.code : 'error'})`}: it must be the directory holding current/ and generations/`, { input: base, cause: error });
+  });
+  if (stats !== undefined && !stats.isDirectory()) {
+    throw new PrerenderError('EROOT', `--root ${base} is not a directory: it must be the directory holding current/ and generations/`, { input: base });
   }
 }
 

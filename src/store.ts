@@ -374,7 +374,7 @@ export function isAlive(pid: number): boolean {
 
 function rootError(root: string, cause: unknown): PrerenderError {
   const reason = isErrno(cause) ? cause.code : 'error';
-  return new PrerenderError('EROOT', `cannot use cache root ${root} (${reason}): check that it is a writable directory`, {
+  return new PrerenderError('EROOT', `cannot use cache root ${root} (${reason}): --root (or $PRERENDER_ROOT, or createCache({ root })) must be a writable directory`, {
     cause,
     input: root,
   });

@@ -137,3 +137,99 @@ purge('usage errors exit 2; --help exits 0', async () => {
 });
 
 purge.run();
+
+// ---
+
+interface BadContext {
+  dir: string;
+  snapshot: () => Promise<string[]>;
+}
+
+const everyCommand = suite<BadContext>('every command with bad values: exit 2, the argument named, nothing touched');
+everyCommand.before.each(async (context) => {
+  context.dir = await tempDir();
+  await fs.mkdir(path.join(context.dir, 'cache', 'page'), { recursive: true });
+  await fs.writeFile(path.join(context.dir, 'cache', 'page', 'index.html'), 'page');
+  await fs.writeFile(path.join(context.dir, 'a-file'), 'not a directory');
+  await fs.mkdir(path.join(context.dir, 'swapped', 'current'), { recursive: true });
+  await fs.writeFile(path.join(context.dir, 'list.txt'), '/page\n');
+  context.snapshot = async () => listFiles(context.dir, { includeState: true });
+});
+everyCommand.after.each(async (context) => removeDir(context.dir));
+
+const rootCases = (dir: string): Array<[string, string]> => [
+  [path.join(dir, 'a-file'), 'not a directory'],
+  [path.join(dir, 'a-file', 'below'), 'root'],
+];
+
+everyCommand('a root that is a file (or below one)', async (context) => {
+  const before = await context.snapshot();
+  for (const [root, mentions] of rootCases(context.dir)) {
+    for (const args of [
+      ['purge', '/page'], ['purge', '--all'], ['sweep'], ['ls'], ['rollback'], ['doctor', '--url', 'http://127.0.0.1:1'],
+      ['crawl', path.join(context.dir, 'list.txt'), '--origin', 'http://127.0.0.1:1'],
+    ]) {
+      const result = await runCli([...args, '--root', root]);
+      assert.is(result.code, 2, `${args.join(' ')} --root ${root}: ${result.stderr}`);
+      assert.match(result.stderr, mentions);
+      assert.match(result.stderr, /--root|root/);
+    }
+  }
+  assert.equal(await context.snapshot(), before);
+});
+
+everyCommand('a root that does not exist: commands that read it refuse; none creates it', async (context) => {
+  const missing = path.join(context.dir, 'missing');
+  for (const args of [['purge', '/page'], ['sweep'], ['ls'], ['rollback'], ['doctor', '--url', 'http://127.0.0.1:1']]) {
+    const result = await runCli([...args, '--root', missing]);
+    assert.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, missing);
+  }
+  assert.not.ok((await fs.readdir(context.dir)).includes('missing'));
+});
+
+everyCommand('bad values for each option', async (context) => {
+  const root = path.join(context.dir, 'cache');
+  const list = path.join(context.dir, 'list.txt');
+  const before = await context.snapshot();
+  const cases: Array<[string[], string]> = [
+    [['crawl', list, '--origin', 'http://127.0.0.1:1', '--concurrency', 'many'], '--concurrency'],
+    [['crawl', list, '--origin', 'http://127.0.0.1:1', '--concurrency', '-1'], '--concurrency'],
+    [['crawl', list, '--origin', 'http://127.0.0.1:1', '--retries', '1.5'], '--retries'],
+    [['crawl', list, '--origin', 'http://127.0.0.1:1', '--timeout', '0'], '--timeout'],
+    [['crawl', list, '--origin', 'http://127.0.0.1:1', '--follow', '--max-depth', 'deep'], '--max-depth'],
+    [['crawl', list, '--origin', 'javascript:alert(1)'], '--origin'],
+    [['crawl', list, '--origin', 'http://user:pw@127.0.0.1:1'], '--origin'],
+    [['crawl', list, '--origin', 'http://127.0.0.1:1/app'], '--origin'],
+    [['crawl', path.join(context.dir, 'no\nsuch'), '--origin', 'http://127.0.0.1:1'], 'cannot read source'],
+    [['crawl', path.join(context.dir, 'cache'), '--origin', 'http://127.0.0.1:1'], 'cannot read source'],
+    [['crawl', '/dev/null/x', '--origin', 'http://127.0.0.1:1'], 'cannot read source'],
+    [['purge', '--prefix', '/../..'], '--prefix'],
+    [['purge', '--tag', 'a\nb'], '--tag'],
+    [['purge', '/page\n/x'], 'cannot use path'],
+    [['purge', '../../etc/passwd'], 'cannot use path'],
+    [['purge', '--all', '--refresh', '--origin', 'http://127.0.0.1:1', '--concurrency', '1e3'], '--concurrency'],
+    [['ls', '--prefix', '/a/../..'], '--prefix'],
+    [['ls', '--tag', 'x'.repeat(2000)], '--tag'],
+    [['sweep', '--refresh', '--origin', 'ftp://x'], '--origin'],
+    [['doctor', '--url', 'file:///etc/passwd'], '--url'],
+    [['rollback', '--bogus'], 'unknown option'],
+  ];
+  for (const [args, mentions] of cases) {
+    const result = await runCli([...args, '--root', root]);
+    assert.is(result.code, 2, `${JSON.stringify(args)}: ${result.stderr}`);
+    assert.match(result.stderr, mentions, JSON.stringify(args));
+  }
+  assert.equal(await context.snapshot(), before);
+});
+
+everyCommand('rollback refuses to replace a real directory named current', async (context) => {
+  const result = await runCli(['rollback', '--root', path.join(context.dir, 'swapped')]);
+  assert.is(result.code, 2);
+  assert.match(result.stderr, 'not a symlink');
+  const crawl = await runCli(['crawl', path.join(context.dir, 'list.txt'), '--swap', '--origin', 'http://127.0.0.1:1', '--root', path.join(context.dir, 'swapped')]);
+  assert.is(crawl.code, 2);
+  assert.ok((await fs.stat(path.join(context.dir, 'swapped', 'current'))).isDirectory());
+});
+
+everyCommand.run();

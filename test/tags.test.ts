@@ -8,8 +8,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
+import { createCache } from '../src/index.js';
 import { purge } from '../src/purge.js';
-import { listFiles, removeDir, repoRoot, sleep, tempDir } from './helpers.js';
+import { listFiles, removeDir, repoRoot, request, runCli, sleep, startServer, tempDir } from './helpers.js';
 
 interface Written {
   file: string;
@@ -137,3 +138,60 @@ killed('a torn record in a tag log is skipped and does not hide the next one', a
 });
 
 killed.run();
+
+// ---
+
+const hostileTags = suite('hostile tags through the middleware');
+
+hostileTags('huge headers, thousands of tags, control characters, unicode, case variants, path-like tags', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  const warnings: string[] = [];
+  const cache = createCache({ root, log: (message) => warnings.push(message) });
+  const tagsFor: Record<string, string> = {
+    '/many': Array.from({ length: 1000 }, (_, i) => `tag-number-${String(i).padStart(5, '0')}`).join(', '),
+    '/too-many': Array.from({ length: 1001 }, (_, i) => `t${i}`).join(','),
+    '/longest': 'x'.repeat(1024),
+    '/too-long': 'y'.repeat(1025),
+    '/control': 'fine, not\tfine',
+    '/unicode': Buffer.from('Café, 日本語').toString('latin1'),
+    '/cases': 'Foo, FOO, foo',
+    '/paths': '../../etc/passwd, /.prerender/tags, ..',
+  };
+  const app = await startServer(cache.wrap((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Tag': tagsFor[req.url ?? ''] ?? '' });
+    res.end('<p>tagged</p>');
+  }));
+  try {
+    for (const target of Object.keys(tagsFor)) {
+      const reply = await request(app.port, target);
+      assert.is(reply.status, 200);
+      assert.is(reply.headers['cache-tag'], undefined);
+    }
+    await cache.idle();
+    assert.ok((tagsFor['/many'] ?? '').length > 16 * 1024, 'a 16 KB+ header');
+    assert.equal(await listFiles(root), ['cases/index.html', 'longest/index.html', 'many/index.html', 'paths/index.html', 'unicode/index.html']);
+    assert.is(warnings.length, 3, warnings.join('\n'));
+
+    const index = new CacheRoot(root);
+    for (let i = 0; i < 1000; i += 37) assert.equal(await index.tags.files(`tag-number-${String(i).padStart(5, '0')}`), ['many/index.html']);
+    assert.equal(await index.tags.files('foo'), ['cases/index.html']);
+    assert.equal(await index.tags.files('../../etc/passwd'), ['paths/index.html']);
+    const meta = await index.store.readMeta('cases/index.html');
+    assert.equal(meta?.tags, ['foo']);
+
+    const unicode = await runCli(['purge', '--tag', 'CAFÉ', '--json', '--root', root]);
+    assert.equal((JSON.parse(unicode.stdout) as { removed: string[] }).removed, ['unicode/index.html']);
+    const pathLike = await runCli(['purge', '--tag', '/.prerender/tags', '--json', '--root', root]);
+    assert.equal((JSON.parse(pathLike.stdout) as { removed: string[] }).removed, ['paths/index.html']);
+    const many = await runCli(['purge', '--tag', 'TAG-NUMBER-00999', '--root', root]);
+    assert.is(many.code, 0);
+    assert.equal(await listFiles(root), ['cases/index.html', 'longest/index.html']);
+    assert.equal((await listFiles(dir, { includeState: true })).filter((file) => !file.startsWith('cache/')), []);
+  } finally {
+    await app.close();
+    await removeDir(dir);
+  }
+});
+
+hostileTags.run();
