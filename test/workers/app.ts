@@ -3,6 +3,7 @@
  * port on stdout once listening. Usage: node --import tsx test/workers/app.ts <root> [--as-nobody]
  * With --as-nobody it drops to uid/gid 65534 after loading its code, so file permissions apply.
  */
+import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import { createCache } from '../../src/index.js';
 
@@ -17,12 +18,17 @@ if (mode === '--as-nobody') {
 
 /** `/page/<size>/<name>`: a page of `size` bytes, written in 64 KiB chunks; whole pages end in </html>. */
 const server = http.createServer(cache.wrap((req, res) => {
+  if (req.url === '/__stats') {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+    res.end(JSON.stringify({ rss: process.memoryUsage().rss, fds: readdirSync('/proc/self/fd').length, warnings: warnings.length }));
+    return;
+  }
   if (req.url === '/__warnings') {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
     res.end(JSON.stringify(warnings));
     return;
   }
-  const match = /^\/page\/(\d+)\/([\w-]+)$/.exec(req.url ?? '');
+  const match = /^\/page\/(\d+)\/([\w-]+)$/.exec((req.url ?? '').split('?')[0] ?? '');
   if (match === null) {
     res.writeHead(404, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end('<p>no</p>');
@@ -31,7 +37,9 @@ const server = http.createServer(cache.wrap((req, res) => {
   const size = Number(match[1]);
   const head = `<!doctype html><p>${match[2]}</p>`;
   const body = Buffer.from(head + 'x'.repeat(Math.max(0, size - head.length - 7)) + '</html>');
-  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(body.length), 'Cache-Tag': `size:${size}` });
+  // A group tag per page, so a soak can purge slices of the site by tag.
+  const group = [...(match[2] as string)].reduce((sum, character) => sum + character.charCodeAt(0), 0) % 10;
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(body.length), 'Cache-Tag': `size:${size}, group:${group}` });
   let offset = 0;
   const next = (): void => {
     while (offset < body.length) {

@@ -1,0 +1,201 @@
+/**
+ * A soak on loopback: an app process behind nginx takes mixed traffic (hits, misses, bypasses) while
+ * purges run every couple of seconds and crawls write into the same root. Bounded in time and in
+ * request count. Used by test/soak.test.ts (short) and `npm run soak` (minutes).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { CacheRoot } from '../../src/cache-root.js';
+import { purge } from '../../src/purge.js';
+import { sweep } from '../../src/sweep.js';
+import { listFiles, removeDir, repoRoot, request, runCli, sleep, startNginx, tempDir } from '../helpers.js';
+
+export interface SoakOptions {
+  durationMs: number;
+  /** Hard cap on client requests, whatever the duration. */
+  maxRequests: number;
+  concurrency: number;
+  log?: (line: string) => void;
+}
+
+export interface SoakReport {
+  requests: number;
+  byKind: Record<string, number>;
+  errors: string[];
+  purges: number;
+  crawls: number;
+  rss: { early: number; late: number };
+  /** Most descriptors open in the second quarter (after warm-up) and in the last quarter. */
+  fds: { early: number; late: number };
+  files: number;
+  indexBytes: number;
+  /** Files on disk not listed under one of their tags, or without an index record. */
+  unindexed: string[];
+  /** Tag-log entries and index records whose file is gone (after the final sweep). */
+  dangling: string[];
+  durationMs: number;
+}
+
+interface Stats {
+  rss: number;
+  fds: number;
+}
+
+export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const log = options.log ?? (() => undefined);
+  const dir = await tempDir('prerender-soak-');
+  const root = path.join(dir, 'cache');
+  const app = await startApp(root);
+  const nginx = await startNginx({ root, upstream: `http://127.0.0.1:${app.port}` });
+  const report: SoakReport = {
+    requests: 0, byKind: {}, errors: [], purges: 0, crawls: 0, rss: { early: 0, late: 0 }, fds: { early: 0, late: 0 },
+    files: 0, indexBytes: 0, unindexed: [], dangling: [], durationMs: 0,
+  };
+  const started = Date.now();
+  const deadline = started + options.durationMs;
+  const running = (): boolean => Date.now() < deadline && report.requests < options.maxRequests;
+  const samples: Array<{ at: number; stats: Stats }> = [];
+  let fresh = 0;
+
+  const client = async (): Promise<void> => {
+    while (running()) {
+      report.requests++;
+      const roll = Math.random();
+      const pop = `/page/2000/pop${Math.floor(Math.random() * 50)}`;
+      let kind: string;
+      let reply;
+      try {
+        if (roll < 0.5) {
+          kind = 'hit';
+          reply = await request(nginx.port, pop);
+        } else if (roll < 0.7) {
+          kind = 'miss';
+          const size = 1000 + Math.floor(Math.random() * 200_000);
+          reply = await request(nginx.port, `/page/${size}/new${fresh++}`);
+        } else if (roll < 0.8) {
+          kind = 'bypass-cookie';
+          reply = await request(nginx.port, pop, { headers: { Cookie: 'theme=1; session=abc' } });
+        } else if (roll < 0.9) {
+          kind = 'bypass-query';
+          reply = await request(nginx.port, `${pop}?q=${roll}`);
+        } else {
+          kind = 'bypass-post';
+          reply = await request(nginx.port, pop, { method: 'POST' });
+        }
+      } catch (error) {
+        report.errors.push(`request failed: ${(error as Error).message}`);
+        continue;
+      }
+      report.byKind[kind] = (report.byKind[kind] ?? 0) + 1;
+      const text = reply.body.toString('latin1');
+      if (reply.status !== 200 || !text.startsWith('<!doctype html>') || !text.endsWith('</html>')) {
+        report.errors.push(`${kind}: status ${reply.status}, ${reply.body.length} bytes`);
+      }
+    }
+  };
+
+  const purger = async (): Promise<void> => {
+    const cacheRoot = new CacheRoot(root);
+    await cacheRoot.store.init();
+    for (let round = 0; running(); round++) {
+      await sleep(2000);
+      if (!running()) break;
+      await (round % 3 === 2 ? purge(cacheRoot, { prefix: `/page/${1000 + (round % 7)}` }) : purge(cacheRoot, { tags: [`group:${round % 10}`] }));
+      report.purges++;
+    }
+  };
+
+  const crawler = async (): Promise<void> => {
+    const list = path.join(dir, 'crawl.txt');
+    for (let round = 0; running(); round++) {
+      await fs.writeFile(list, Array.from({ length: 100 }, (_, i) => `/page/3000/crawl${round % 5}-${i}`).join('\n'));
+      const result = await runCli(['crawl', list, '--origin', `http://127.0.0.1:${app.port}`, '--root', root, '--concurrency', '4']);
+      if (result.code !== 0) report.errors.push(`crawl exited ${result.code}: ${result.stderr.slice(0, 300)}`);
+      report.crawls++;
+      await sleep(1000);
+    }
+  };
+
+  const sampler = async (): Promise<void> => {
+    while (running()) {
+      const stats = JSON.parse((await request(app.port, '/__stats')).body.toString()) as Stats;
+      samples.push({ at: Date.now() - started, stats });
+      await sleep(500);
+    }
+  };
+
+  try {
+    const progress = setInterval(() => log(`soak: ${Math.round((Date.now() - started) / 1000)}s, ${report.requests} requests, ${report.purges} purges, ${report.crawls} crawls, ${report.errors.length} errors`), 10_000);
+    await Promise.all([...Array.from({ length: options.concurrency }, client), purger(), crawler(), sampler()]);
+    clearInterval(progress);
+    report.durationMs = Date.now() - started;
+
+    // After warm-up (the second quarter) against the last quarter: a leak shows as growth between them.
+    const quarter = report.durationMs / 4;
+    const maxIn = (from: number, to: number, of: (stats: Stats) => number): number =>
+      Math.max(0, ...samples.filter((sample) => sample.at >= from && sample.at < to).map((sample) => of(sample.stats)));
+    report.rss = { early: maxIn(quarter, 2 * quarter, (stats) => stats.rss), late: maxIn(3 * quarter, Infinity, (stats) => stats.rss) };
+    report.fds = { early: maxIn(quarter, 2 * quarter, (stats) => stats.fds), late: maxIn(3 * quarter, Infinity, (stats) => stats.fds) };
+
+    await sleep(500);
+    await stopApp(app.child);
+    const cacheRoot = new CacheRoot(root);
+    await sweep(cacheRoot);
+    await checkIndex(cacheRoot, report);
+  } finally {
+    await stopApp(app.child);
+    await nginx.stop();
+    await removeDir(dir);
+  }
+  return report;
+}
+
+/** Every file on disk is indexed under each of its tags; every index entry has its file. */
+async function checkIndex(cacheRoot: CacheRoot, report: SoakReport): Promise<void> {
+  const files = await listFiles(cacheRoot.root);
+  report.files = files.length;
+  const tagged = new Map<string, Set<string>>();
+  const onDisk = new Set(files);
+  for (const file of files) {
+    const meta = await cacheRoot.store.readMeta(file);
+    if (meta === undefined) {
+      report.unindexed.push(`${file}: no index record`);
+      continue;
+    }
+    for (const tag of meta.tags) {
+      if (!tagged.has(tag)) tagged.set(tag, new Set(await cacheRoot.tags.files(tag)));
+      if (!tagged.get(tag)?.has(file)) report.unindexed.push(`${file}: not under ${tag}`);
+    }
+  }
+  for (const log of await cacheRoot.tags.allLogs()) {
+    report.indexBytes += (await fs.stat(log)).size;
+    const text = await fs.readFile(log, 'utf8');
+    for (const line of text.split('\n')) {
+      const file = line.slice(0, line.lastIndexOf('\t'));
+      if (file !== '' && !onDisk.has(file)) report.dangling.push(`${path.basename(log)}: ${file}`);
+    }
+  }
+  for (const bucket of await fs.readdir(cacheRoot.store.metaDir).catch(() => [] as string[])) {
+    for (const name of await fs.readdir(path.join(cacheRoot.store.metaDir, bucket))) {
+      const meta = JSON.parse(await fs.readFile(path.join(cacheRoot.store.metaDir, bucket, name), 'utf8')) as { file: string };
+      if (!onDisk.has(meta.file)) report.dangling.push(`meta of ${meta.file}`);
+    }
+  }
+}
+
+async function startApp(root: string): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'test', 'workers', 'app.ts'), root], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`app exited ${code}`)));
+  });
+  return { port, child };
+}
+
+async function stopApp(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
