@@ -152,7 +152,7 @@ export function createCache(options: CacheOptions): Cache {
     maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
     openTemp: (host) => rootFor(host).store.openTemp(),
     skip(urlPath, reason, error) {
-      if (error !== undefined) warn(`skip:${reason}`, `not caching ${urlPath}: ${reason}`);
+      if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
       options.onEvent?.({ type: 'skipped', urlPath, reason });
     },
     store(temp, target, response, renderedAt, host) {

@@ -252,10 +252,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `bin/prerender.js` (built `dist/`) in a child process. */
-export function runCli(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
+/** Runs a Node script in a child process and collects its output. */
+export function runNode(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
+    const child = spawn(process.execPath, args, {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -272,6 +272,11 @@ export function runCli(args: string[], options: { env?: Record<string, string>; 
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.input ?? '');
   });
+}
+
+/** Runs the real `bin/prerender.js` (built `dist/`) in a child process. */
+export function runCli(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
+  return runNode([cliPath, ...args], options);
 }
 
 interface HookedSuite<T> {

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, removeDir, request, runCli, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';

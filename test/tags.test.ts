@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
 import { purge } from '../src/purge.js';
-import { listFiles, removeDir, repoRoot, request, runCli, sleep, startServer, tempDir } from './helpers.js';
+import { listFiles, removeDir, repoRoot, request, runCli, runNode, sleep, startServer, tempDir } from './helpers.js';
 
 interface Written {
   file: string;
@@ -21,19 +21,10 @@ interface Written {
 
 const writerScript = path.join(repoRoot, 'test', 'workers', 'writer.ts');
 
-function runWriter(root: string, name: string, count: number): Promise<Written[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', writerScript, root, name, String(count)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(stdout) as Written[]) : reject(new Error(`writer ${name} exited ${code}: ${stderr}`))));
-  });
+async function runWriter(root: string, name: string, count: number): Promise<Written[]> {
+  const result = await runNode(['--import', 'tsx', writerScript, root, name, String(count)]);
+  if (result.code !== 0) throw new Error(`writer ${name} exited ${result.code}: ${result.stderr}`);
+  return JSON.parse(result.stdout) as Written[];
 }
 
 // ---
@@ -171,7 +162,7 @@ hostileTags('huge headers, thousands of tags, control characters, unicode, case 
     await cache.idle();
     assert.ok((tagsFor['/many'] ?? '').length > 16 * 1024, 'a 16 KB+ header');
     assert.equal(await listFiles(root), ['cases/index.html', 'longest/index.html', 'many/index.html', 'paths/index.html', 'unicode/index.html']);
-    assert.is(warnings.length, 3, warnings.join('\n'));
+    assert.is(warnings.length, 1, 'one warning for the kind of fault, not one per response');
 
     const index = new CacheRoot(root);
     for (let i = 0; i < 1000; i += 37) assert.equal(await index.tags.files(`tag-number-${String(i).padStart(5, '0')}`), ['many/index.html']);

@@ -26,8 +26,11 @@ export interface SoakReport {
   purges: number;
   crawls: number;
   rss: { early: number; late: number };
-  /** Most descriptors open in the second quarter (after warm-up) and in the last quarter. */
-  fds: { early: number; late: number };
+  /**
+   * Descriptors: most open in the second quarter (after warm-up) and in the last quarter, and open
+   * before the traffic and once it has stopped (a leak shows as idle > start).
+   */
+  fds: { early: number; late: number; start: number; idle: number };
   files: number;
   indexBytes: number;
   /** Files on disk not listed under one of their tags, or without an index record. */
@@ -49,7 +52,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const app = await startApp(root);
   const nginx = await startNginx({ root, upstream: `http://127.0.0.1:${app.port}` });
   const report: SoakReport = {
-    requests: 0, byKind: {}, errors: [], purges: 0, crawls: 0, rss: { early: 0, late: 0 }, fds: { early: 0, late: 0 },
+    requests: 0, byKind: {}, errors: [], purges: 0, crawls: 0, rss: { early: 0, late: 0 }, fds: { early: 0, late: 0, start: 0, idle: 0 },
     files: 0, indexBytes: 0, unindexed: [], dangling: [], durationMs: 0,
   };
   const started = Date.now();
@@ -117,15 +120,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     }
   };
 
+  const stats = async (): Promise<Stats> => JSON.parse((await request(app.port, '/__stats')).body.toString()) as Stats;
   const sampler = async (): Promise<void> => {
     while (running()) {
-      const stats = JSON.parse((await request(app.port, '/__stats')).body.toString()) as Stats;
-      samples.push({ at: Date.now() - started, stats });
+      samples.push({ at: Date.now() - started, stats: await stats() });
       await sleep(500);
     }
   };
 
   try {
+    const startFds = (await stats()).fds;
     const progress = setInterval(() => log(`soak: ${Math.round((Date.now() - started) / 1000)}s, ${report.requests} requests, ${report.purges} purges, ${report.crawls} crawls, ${report.errors.length} errors`), 10_000);
     await Promise.all([...Array.from({ length: options.concurrency }, client), purger(), crawler(), sampler()]);
     clearInterval(progress);
@@ -135,10 +139,15 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const quarter = report.durationMs / 4;
     const maxIn = (from: number, to: number, of: (stats: Stats) => number): number =>
       Math.max(0, ...samples.filter((sample) => sample.at >= from && sample.at < to).map((sample) => of(sample.stats)));
-    report.rss = { early: maxIn(quarter, 2 * quarter, (stats) => stats.rss), late: maxIn(3 * quarter, Infinity, (stats) => stats.rss) };
-    report.fds = { early: maxIn(quarter, 2 * quarter, (stats) => stats.fds), late: maxIn(3 * quarter, Infinity, (stats) => stats.fds) };
+    report.rss = { early: maxIn(quarter, 2 * quarter, (sample) => sample.rss), late: maxIn(3 * quarter, Infinity, (sample) => sample.rss) };
+    await sleep(1000);
+    report.fds = {
+      early: maxIn(quarter, 2 * quarter, (sample) => sample.fds),
+      late: maxIn(3 * quarter, Infinity, (sample) => sample.fds),
+      start: startFds,
+      idle: (await stats()).fds,
+    };
 
-    await sleep(500);
     await stopApp(app.child);
     const cacheRoot = new CacheRoot(root);
     await sweep(cacheRoot);
