@@ -4,9 +4,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import pLimit from 'p-limit';
 import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
-import { attach, type CaptureContext } from './middleware.js';
+import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
@@ -64,6 +65,12 @@ export interface CacheOptions {
    * @default false
    */
   multiSite?: boolean;
+  /**
+   * Responses being captured or waiting to be stored, at most. Past it, responses pass through
+   * unstored (a later miss stores them), so a miss storm costs the app a bounded amount of work.
+   * @default 128
+   */
+  maxPendingStores?: number;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -97,6 +104,8 @@ export interface Cache {
 }
 
 const MiB = 1024 * 1024;
+/** Commits in flight at once per cache (see `store` below). */
+const STORE_CONCURRENCY = 4;
 
 export function createCache(options: CacheOptions): Cache {
   if (typeof options?.root !== 'string' || options.root === '') {
@@ -120,6 +129,10 @@ export function createCache(options: CacheOptions): Cache {
     throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
   }
 
+  const maxPendingStores = options.maxPendingStores ?? 128;
+  if (!Number.isSafeInteger(maxPendingStores) || maxPendingStores < 1) {
+    throw new TypeError('Expected `maxPendingStores` to be a whole number from 1 and up');
+  }
   const precompress = options.precompress ?? [];
   if (!Array.isArray(precompress) || precompress.some((encoding) => !ENCODINGS.includes(encoding))) {
     throw new TypeError(`Expected \`precompress\` to be an array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`);
@@ -140,32 +153,48 @@ export function createCache(options: CacheOptions): Cache {
   const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);
   const pending = new Set<Promise<void>>();
+  const commits = pLimit(STORE_CONCURRENCY);
+  let reserved = 0;
   // Start-up work (state directory, stale temp files) happens now, off any response.
   for (const root of roots.values()) {
     root.store.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
   }
 
   const context: CaptureContext = {
-    bypassCookies,
-    hosts,
+    rules: { bypassCookies, ...(hosts === undefined ? {} : { hosts }) },
+    saturated: () => reserved >= maxPendingStores,
     maxBodyBytes,
     maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
-    openTemp: (host) => rootFor(host).store.openTemp(),
+    openTemp(host) {
+      if (reserved >= maxPendingStores) return undefined;
+      reserved++;
+      return rootFor(host).store.openTemp();
+    },
+    release() {
+      reserved--;
+    },
     skip(urlPath, reason, error) {
-      if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
+      if (reason === BUSY) {
+        warn('busy', `storing falls behind the traffic: ${maxPendingStores} stores pending; responses pass through unstored until it catches up`);
+      } else if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
       options.onEvent?.({ type: 'skipped', urlPath, reason });
     },
     store(temp, target, response, renderedAt, host) {
       const root = rootFor(host);
       const bytes = temp.bytes;
-      const task = root.commit(temp, entryFor(target, response, renderedAt, bytes)).then((result) => {
+      // A few commits at a time: each is a dozen file operations and an fsync on libuv's small thread
+      // pool, which the app shares; the rest wait their turn (bounded by maxPendingStores).
+      const task = commits(() => root.commit(temp, entryFor(target, response, renderedAt, bytes))).then((result) => {
         if (result.stored) options.onEvent?.({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
         else options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
       }, (error: unknown) => {
         const code = isErrno(error) ? error.code : 'error';
         warn(`store:${code}`, `could not store ${target.urlPath} under ${root.root} (${code}); responses are unaffected`, error);
         options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
-      }).finally(() => pending.delete(task));
+      }).finally(() => {
+        reserved--;
+        pending.delete(task);
+      });
       pending.add(task);
     },
   };

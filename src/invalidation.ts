@@ -4,16 +4,16 @@
  * a purge began at or after its render started, so a render that read old data never overwrites a
  * purge (DESIGN.md invariant 5).
  *
- * Records are appended, never rewritten (concurrent purges of one key cannot erase each other's time),
- * into time buckets `.prerender/inval/<bucket>/`, one bucket per `maxRenderMs`. A write whose render
- * started more than `maxRenderMs` ago is refused outright, so only the last two buckets are ever read,
- * and older buckets are deleted whole, with no writer in them.
+ * Records are appended, never rewritten (concurrent purges cannot erase each other's), to one journal
+ * per time bucket, `.prerender/inval/<bucket>.log`, one bucket per `maxRenderMs`. A write whose render
+ * started more than `maxRenderMs` ago is refused outright, so only the last two journals are ever
+ * read, and older ones are deleted whole, with no writer in them. Each process keeps what it has read
+ * of a journal and reads only what was appended since: a check costs one stat while nothing is purged.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isErrno } from './errors.js';
 import { makeDirectories } from './store.js';
-import { hashName } from './tags.js';
 
 export interface InvalidationTarget {
   file: string;
@@ -21,10 +21,23 @@ export interface InvalidationTarget {
   tags: readonly string[];
 }
 
+type Kind = 'all' | 'tag' | 'file' | 'prefix';
+
+/** What one process has read of one bucket's journal. */
+interface Journal {
+  /** Bytes consumed (up to the last complete record). */
+  offset: number;
+  all: number;
+  tags: Map<string, number>;
+  files: Map<string, number>;
+  prefixes: Map<string, number>;
+}
+
 export class Invalidations {
   readonly dir: string;
   readonly maxRenderMs: number;
   private readonly root: string;
+  private readonly journals = new Map<number, Journal>();
 
   constructor(stateDir: string, root: string, maxRenderMs: number) {
     this.dir = path.join(stateDir, 'inval');
@@ -33,19 +46,19 @@ export class Invalidations {
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
-    return this.append(at, tags.map((tag) => `tag-${hashName(tag)}`), String(at));
+    return this.append(at, tags.map((tag) => ['tag', tag]));
   }
 
   recordFiles(files: readonly string[], at: number): Promise<void> {
-    return this.append(at, files.map((file) => `file-${hashName(file)}`), String(at));
+    return this.append(at, files.map((file) => ['file', file]));
   }
 
   recordPrefix(prefix: string, at: number): Promise<void> {
-    return this.append(at, ['prefixes'], `${at} ${JSON.stringify(prefix)}`);
+    return this.append(at, [['prefix', prefix]]);
   }
 
   recordAll(at: number): Promise<void> {
-    return this.append(at, ['all'], String(at));
+    return this.append(at, [['all', '']]);
   }
 
   /**
@@ -55,24 +68,16 @@ export class Invalidations {
   async staleReason(renderedAt: number, target: InvalidationTarget, now = Date.now()): Promise<string | undefined> {
     if (now - renderedAt > this.maxRenderMs) return `the render took longer than maxRenderMs (${this.maxRenderMs} ms)`;
     for (let bucket = this.bucketOf(renderedAt); bucket <= this.bucketOf(now); bucket++) {
-      const dir = path.join(this.dir, String(bucket));
-      if (latest(await readLines(path.join(dir, 'all'))) >= renderedAt) return 'the whole cache was purged while it rendered';
-      if (latest(await readLines(path.join(dir, `file-${hashName(target.file)}`))) >= renderedAt) return 'its path was purged while it rendered';
+      const journal = await this.read(bucket);
+      if (journal.all >= renderedAt) return 'the whole cache was purged while it rendered';
+      if ((journal.files.get(target.file) ?? -Infinity) >= renderedAt) return 'its path was purged while it rendered';
       for (const tag of target.tags) {
-        if (latest(await readLines(path.join(dir, `tag-${hashName(tag)}`))) >= renderedAt) return `tag ${tag} was purged while it rendered`;
+        if ((journal.tags.get(tag) ?? -Infinity) >= renderedAt) return `tag ${tag} was purged while it rendered`;
       }
-      for (const line of await readLines(path.join(dir, 'prefixes'))) {
-        const space = line.indexOf(' ');
-        const at = Number(line.slice(0, space));
-        let prefix: unknown;
-        try {
-          prefix = JSON.parse(line.slice(space + 1));
-        } catch {
-          continue;
-        }
+      for (const [prefix, at] of journal.prefixes) {
         // A prefix covers a page by its URL or by its file: purging /blog/ removes blog/index.html,
         // which also serves /blog.
-        if (at >= renderedAt && typeof prefix === 'string' && (target.urlPath.startsWith(prefix) || `/${target.file}`.startsWith(prefix))) {
+        if (at >= renderedAt && (target.urlPath.startsWith(prefix) || `/${target.file}`.startsWith(prefix))) {
           return `prefix ${prefix} was purged while it rendered`;
         }
       }
@@ -80,11 +85,15 @@ export class Invalidations {
     return undefined;
   }
 
-  /** Deletes buckets no render can still be checked against. */
+  /** Deletes journals no render can still be checked against. */
   async prune(now = Date.now()): Promise<void> {
     const oldest = this.bucketOf(now - this.maxRenderMs) - 1;
     for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
-      if (/^\d+$/.test(name) && Number(name) < oldest) await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
+      const bucket = Number(name.replace(/\.log$/, ''));
+      if (Number.isSafeInteger(bucket) && bucket < oldest) {
+        await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
+        this.journals.delete(bucket);
+      }
     }
   }
 
@@ -92,29 +101,67 @@ export class Invalidations {
     return Math.floor(at / this.maxRenderMs);
   }
 
-  private async append(at: number, names: readonly string[], line: string): Promise<void> {
-    if (names.length === 0) return;
-    const dir = path.join(this.dir, String(this.bucketOf(at)));
-    await makeDirectories(dir, this.root);
-    // Leading newline: a line torn by a killed purge cannot run into the next one.
-    for (const name of names) await fs.appendFile(path.join(dir, name), `\n${line}\n`, { mode: 0o644 });
+  private journalPath(bucket: number): string {
+    return path.join(this.dir, `${bucket}.log`);
+  }
+
+  private async append(at: number, records: ReadonlyArray<readonly [Kind, string]>): Promise<void> {
+    if (records.length === 0) return;
+    await makeDirectories(this.dir, this.root);
+    // One write: the records of one purge land together. Leading newlines keep a record torn by a
+    // killed purge from running into the next one (that purge never returned, so nothing relied on it).
+    const text = records.map(([kind, key]) => `\n${at} ${kind} ${JSON.stringify(key)}\n`).join('');
+    await fs.appendFile(this.journalPath(this.bucketOf(at)), text, { mode: 0o644 });
+  }
+
+  /** The journal of a bucket as far as it has been written, reading only what is new. */
+  private async read(bucket: number): Promise<Journal> {
+    let journal = this.journals.get(bucket);
+    if (journal === undefined) {
+      journal = { offset: 0, all: -Infinity, tags: new Map(), files: new Map(), prefixes: new Map() };
+      this.journals.set(bucket, journal);
+    }
+    const file = this.journalPath(bucket);
+    let size: number;
+    try {
+      size = (await fs.stat(file)).size;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return journal;
+      throw error;
+    }
+    if (size <= journal.offset) return journal;
+    const handle = await fs.open(file, 'r');
+    let text: string;
+    try {
+      const buffer = Buffer.alloc(size - journal.offset);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, journal.offset);
+      text = buffer.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await handle.close();
+    }
+    // Consume only complete records; a record being appended right now is read next time.
+    const complete = text.lastIndexOf('\n') + 1;
+    journal.offset += Buffer.byteLength(text.slice(0, complete));
+    for (const line of text.slice(0, complete).split('\n')) apply(journal, line);
+    return journal;
   }
 }
 
-async function readLines(file: string): Promise<string[]> {
+function apply(journal: Journal, line: string): void {
+  const match = /^(\d+) (all|tag|file|prefix) (".*")$/.exec(line);
+  if (match === null) return;
+  const at = Number(match[1]);
+  let key: unknown;
   try {
-    return (await fs.readFile(file, 'utf8')).split('\n').filter((line) => line !== '');
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) return [];
-    throw error;
+    key = JSON.parse(match[3] as string);
+  } catch {
+    return;
   }
-}
-
-function latest(lines: string[]): number {
-  let max = -Infinity;
-  for (const line of lines) {
-    const at = Number(line);
-    if (Number.isFinite(at) && at > max) max = at;
+  if (typeof key !== 'string') return;
+  const kind = match[2] as Kind;
+  if (kind === 'all') journal.all = Math.max(journal.all, at);
+  else {
+    const map = kind === 'tag' ? journal.tags : kind === 'file' ? journal.files : journal.prefixes;
+    map.set(key, Math.max(map.get(key) ?? -Infinity, at));
   }
-  return max;
 }

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { BodySink } from './body.js';
-import { checkRequest, checkResponse, type StorableResponse } from './policy.js';
+import { checkRequest, checkResponse, type RequestRules, type StorableResponse } from './policy.js';
 import { httpDate, mtimeSeconds, nginxEtag, notModified } from './validators.js';
 import type { TempFile } from './store.js';
 
@@ -15,14 +15,22 @@ import type { CachePath } from './url-path.js';
 /** Headers prerender consumes: they name tags for the index and never reach the client. */
 const TAG_HEADERS = ['cache-tag', 'surrogate-key'] as const;
 const attached = Symbol('prerender.attached');
+export const BUSY = 'too many stores pending (maxPendingStores)';
 
 export interface CaptureContext {
-  bypassCookies: readonly string[];
-  hosts: ReadonlySet<string> | undefined;
+  rules: RequestRules;
+  /** True while `openTemp` would refuse: the request is then not even examined. */
+  saturated(): boolean;
   maxBodyBytes: number;
   /** How far the disk may fall behind the client before the copy is abandoned. */
   maxBacklogBytes: number;
-  openTemp(host: string | undefined): TempFile;
+  /**
+   * A temp file for one response's body, or undefined when too many stores are already pending: the
+   * response is then passed through unstored, so a miss storm cannot pile work up behind the app.
+   * Every temp handed out is either passed to `store` or given back with `release`.
+   */
+  openTemp(host: string | undefined): TempFile | undefined;
+  release(temp: TempFile): void;
   /** Called once the response finished and the body is complete and valid; owns the temp file after. */
   store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number, host: string | undefined): void;
   skip(urlPath: string, reason: string, error?: unknown): void;
@@ -37,10 +45,11 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   res[attached] = true;
 
   const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url;
-  const requestVerdict = checkRequest({ method: req.method, url, headers: req.headers }, {
-    bypassCookies: context.bypassCookies,
-    ...(context.hosts === undefined ? {} : { hosts: context.hosts }),
-  });
+  const saturated = context.saturated();
+  const requestVerdict: ReturnType<typeof checkRequest> = saturated
+    ? { store: false, reason: BUSY }
+    : checkRequest({ method: req.method, url, headers: req.headers }, context.rules);
+  if (saturated) context.skip(url ?? '', BUSY);
   const host = requestVerdict.store ? requestVerdict.host : undefined;
   const renderedAt = Date.now();
   let target: CachePath | undefined = requestVerdict.store ? requestVerdict.target : undefined;
@@ -51,7 +60,10 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     if (target !== undefined) context.skip(target.urlPath, reason, error);
     target = undefined;
     response = undefined;
-    void sink?.temp.discard();
+    if (sink !== undefined) {
+      void sink.temp.discard();
+      context.release(sink.temp);
+    }
     sink = undefined;
   };
 
@@ -70,9 +82,14 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     for (const name of TAG_HEADERS) this.removeHeader(name);
     if (target !== undefined) {
       const verdict = checkResponse(statusCode, all, target, Date.now());
-      if (verdict.store) {
+      const temp = verdict.store ? context.openTemp(host) : undefined;
+      if (!verdict.store) {
+        abandon(verdict.reason, verdict.tagError);
+      } else if (temp === undefined) {
+        abandon(BUSY);
+      } else {
         response = verdict;
-        sink = new BodySink(context.openTemp(host), verdict, context.maxBodyBytes);
+        sink = new BodySink(temp, verdict, context.maxBodyBytes);
         // The validators nginx will send for the stored file (validators.ts), so a client can revalidate
         // this response against nginx later, and is answered 304 here when it already has this version.
         // The body is still captured and stored: the app wrote it, only the wire drops it.
@@ -82,8 +99,6 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
         else this.removeHeader('ETag');
         this.setHeader('Last-Modified', httpDate(mtime));
         if (notModified(req.headers, etag, mtime)) statusCode = 304;
-      } else {
-        abandon(verdict.reason, verdict.tagError);
       }
     }
     return reason === undefined ? originalWriteHead.call(this, statusCode) : originalWriteHead.call(this, statusCode, reason);

@@ -267,6 +267,30 @@ wrap('stale temp files of dead processes are removed at start; live ones stay', 
   }
 });
 
+wrap('a miss storm: past maxPendingStores responses pass through unstored, one warning, and storing resumes', async (context) => {
+  const warnings: string[] = [];
+  const events: CacheEvent[] = [];
+  const cache = createCache({ root: context.root, maxPendingStores: 2, log: (message) => warnings.push(message), onEvent: (event) => events.push(event) });
+  const app = await startServer(cache.wrap((req, res) => {
+    res.writeHead(200, { 'Content-Type': html });
+    res.end(`<p>${req.url}</p>`);
+  }));
+  try {
+    const replies = await Promise.all(Array.from({ length: 60 }, (_, i) => request(app.port, `/storm/${i}`)));
+    assert.ok(replies.every((reply, i) => reply.status === 200 && reply.body.toString() === `<p>/storm/${i}</p>`));
+    await cache.idle();
+    const busy = events.filter((event) => event.type === 'skipped' && /maxPendingStores/.test(event.reason)).length;
+    const stored = events.filter((event) => event.type === 'stored').length;
+    assert.ok(busy > 0 && stored > 0 && busy + stored === 60, `busy ${busy}, stored ${stored}`);
+    assert.is(warnings.filter((w) => /falls behind/.test(w)).length, 1);
+    await request(app.port, '/storm/after');
+    await cache.idle();
+    assert.ok(existsSync(path.join(context.root, 'storm/after/index.html')));
+  } finally {
+    await app.close();
+  }
+});
+
 wrap.run();
 
 // ---
