@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli.js';
+// Crawls and refreshes fsync many files at once; libuv's default of 4 threads would serialise them.
+// Set before the CLI loads, while the thread pool does not exist yet.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+const { main } = await import('../dist/cli.js');
 
 process.exitCode = await main(process.argv);

@@ -97,8 +97,6 @@ server {
     charset_types ${UTF8_TYPES.join(' ')};
     # A cached descriptor would keep serving a purged file for up to open_file_cache_valid.
     open_file_cache off;
-    sendfile on;
-    tcp_nopush on;
     # Precompressed siblings (precompress / crawl --precompress): <file>.gz${brotliNote}.
     gzip_static on;
     gzip_vary on;

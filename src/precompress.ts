@@ -53,6 +53,7 @@ export async function writeSiblings(store: Store, file: string, inode: number, m
       await temp.finish(false, mtime);
       const sibling = absolute + SUFFIX[encoding];
       await fs.rename(temp.path, sibling);
+      temp.moved();
       // A newer version may have replaced the file meanwhile; its writer makes its own siblings.
       if ((await fs.lstat(absolute).catch(() => undefined))?.ino !== inode) {
         await fs.unlink(sibling).catch(() => undefined);

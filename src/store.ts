@@ -150,8 +150,12 @@ export class Store {
     await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
-    for (const suffix of SIBLING_SUFFIXES) await fs.unlink(absolute + suffix).catch(() => undefined);
+    // A new file has none (only a version in place can), which spares two failing unlinks per write.
+    if (await fs.lstat(absolute).then(() => true, () => false)) {
+      for (const suffix of SIBLING_SUFFIXES) await fs.unlink(absolute + suffix).catch(() => undefined);
+    }
     const placed = await placeFile(temp.path, absolute, this.root);
+    if (placed.ok) temp.moved();
     if (!placed.ok) {
       await fs.rm(this.metaPathFor(meta.file), { force: true });
       return { stored: false, reason: placed.reason };
@@ -217,10 +221,13 @@ export class Store {
     const temp = this.openTemp();
     try {
       temp.write(Buffer.from(JSON.stringify(meta)));
-      await temp.finish(this.durable);
+      // Not fsynced: after a power cut a lost record costs a file its ls/sweep details, never a page;
+      // its tags are in the tag logs, and the page itself is fsynced.
+      await temp.finish(false);
       const target = this.metaPathFor(meta.file);
       await makeDirectories(path.dirname(target), this.root);
       await fs.rename(temp.path, target);
+      temp.moved();
     } finally {
       await temp.discard();
     }
@@ -257,6 +264,7 @@ export class TempFile {
   private readonly opening: Promise<FileHandle>;
   private chain: Promise<unknown>;
   private closed = false;
+  private renamed = false;
   /** Bytes handed to `write` so far. */
   bytes = 0;
   /** Bytes handed to `write` that have not reached the file yet. */
@@ -306,6 +314,11 @@ export class TempFile {
   }
 
   /** Closes and unlinks the temp file; safe to call more than once and after a rename. */
+  /** Call after renaming the file into place: `discard` then has nothing to unlink. */
+  moved(): void {
+    this.renamed = true;
+  }
+
   async discard(): Promise<void> {
     await this.chain;
     if (!this.closed) {
@@ -313,7 +326,7 @@ export class TempFile {
       const handle = await this.opening.catch(() => undefined);
       await handle?.close().catch(() => undefined);
     }
-    await fs.unlink(this.path).catch(() => undefined);
+    if (!this.renamed) await fs.unlink(this.path).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,241 @@
+/**
+ * Crawl speed and memory, through the real CLI (bin/prerender.js, built dist/) in a child process:
+ * a. 3,000 distinct pages of a few KB from a loopback nginx origin, `prerender crawl` against
+ *    `wget2 -i` on the same URL list, both 8 at a time (goal: prerender faster, ratio < 1). Wall time
+ *    includes each program's start-up; median of 3 runs each, taking turns.
+ * b. peak RSS of `prerender crawl` over 1k and over 100k URLs from an nginx that answers every path
+ *    at once (goal: the list's length costs no memory, ratio ~1): the source is streamed and the
+ *    seen-set is a typed array, so a long list must not show up in RSS.
+ *
+ * Every run is checked to have stored every URL; a run that did not is an error, not a figure.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { cliPath, listFiles, removeDir, request, startNginx, tempDir, type Nginx } from '../test/helpers.js';
+import { execBounded, median, withCleanup, type Execution } from './exec.js';
+import type { BenchRow } from './report.js';
+
+const BENCH = 'crawl';
+const PAGES = 3_000;
+const RUNS = 3;
+const CONCURRENCY = 8;
+const RSS_SIZES = [1_000, 100_000] as const;
+const RSS_CONCURRENCY = 16;
+/** Each crawl is killed past this: the 100k crawl writes 100k files and takes a minute or two. */
+const CRAWL_LIMIT_MS = 600_000;
+const RSS_GOAL = 1.1;
+const TIME_BIN = '/usr/bin/time';
+/** startNginx wants an upstream for the generated block, which these origins replace wholesale. */
+const UNUSED_UPSTREAM = 'http://127.0.0.1:9';
+const SMALL_PAGE = '<!doctype html><html><head><meta charset=utf-8><title>bench</title></head><body><p>a small page</p></body></html>';
+
+type Defer = (cleanup: () => Promise<void>) => void;
+type Tool = 'prerender' | 'wget2';
+
+interface CrawlJson {
+  counts: { stored: number; skipped: number; failed: number; total: number };
+  durationMs: number;
+  failures: Array<{ url: string; error: string }>;
+}
+
+export async function run(): Promise<BenchRow[]> {
+  return withCleanup(async (defer) => {
+    const work = await tempDir('prerender-bench-crawl-');
+    defer(() => removeDir(work));
+    const speed = await speedRows(work, defer);
+    const memory = await memoryRows(work, defer);
+    return [...speed, ...memory];
+  });
+}
+
+// --- a. speed against wget2 -------------------------------------------------------------------------
+
+async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
+  const site = path.join(work, 'site');
+  await writeSite(site);
+  const origin = await startNginx({ root: site, upstream: UNUSED_UPSTREAM, edit: (server) => staticServer(server, site) });
+  defer(() => origin.stop());
+  await expectHtml(origin, '/p/0', pageBody(0));
+  const list = path.join(work, 'urls.txt');
+  await fs.writeFile(list, Array.from({ length: PAGES }, (_, i) => `${origin.url}/p/${i}\n`).join(''));
+
+  const times: Record<Tool, number[]> = { prerender: [], wget2: [] };
+  // Round 0 is a warm-up: nginx's first pass over the files and the tools' first start-up are not timed.
+  for (let round = 0; round <= RUNS; round++) {
+    const order: Tool[] = round % 2 === 0 ? ['prerender', 'wget2'] : ['wget2', 'prerender'];
+    for (const tool of order) {
+      const seconds = await timedCrawl(tool, work, list, origin);
+      progress(`${tool} ${round === 0 ? 'warm-up' : `run ${round}/${RUNS}`}: ${PAGES} pages in ${seconds.toFixed(2)} s`);
+      if (round > 0) times[tool].push(seconds);
+    }
+  }
+  const ratio = median(times.prerender) / median(times.wget2);
+  return [
+    timeRow('prerender crawl', times.prerender),
+    timeRow('wget2 -i', times.wget2),
+    { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal < 1 (faster than wget2): ${ratio < 1 ? 'met' : 'NOT met'}` },
+  ];
+}
+
+/** Distinct pages of about 4 KB, as a site's HTML would be, as extensionless files nginx serves as HTML. */
+async function writeSite(site: string): Promise<void> {
+  const dir = path.join(site, 'p');
+  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  for (let i = 0; i < PAGES; i++) await fs.writeFile(path.join(dir, String(i)), pageBody(i), { mode: 0o644 });
+}
+
+function pageBody(i: number): string {
+  const paragraph = `<p>Page ${i}: the quick brown fox jumps over the lazy dog, and every page says so in its own words.</p>\n`;
+  return `<!doctype html>\n<html><head><meta charset="utf-8"><title>Page ${i}</title></head><body><h1>Page ${i}</h1>\n${paragraph.repeat(36)}</body></html>\n`;
+}
+
+function staticServer(generated: string, root: string): string {
+  return `server {
+    listen ${listenOf(generated)};
+    root "${root}";
+    default_type text/html;
+    charset utf-8;
+    location / { try_files $uri =404; }
+}
+`;
+}
+
+/**
+ * One crawl into a fresh directory. The previous run's files are synced to disk first, so that neither
+ * tool is charged for the other's writeback (prerender fsyncs each file; wget2 does not).
+ */
+async function timedCrawl(tool: Tool, work: string, list: string, origin: Nginx): Promise<number> {
+  const out = path.join(work, `out-${tool}`);
+  await removeDir(out);
+  await fs.mkdir(out, { mode: 0o755 });
+  await execBounded('sync', [], { timeoutMs: 120_000 });
+  try {
+    if (tool === 'prerender') {
+      const run = await execBounded(process.execPath, crawlArgs(list, origin, out, CONCURRENCY), { timeoutMs: CRAWL_LIMIT_MS });
+      expectCrawl(run, PAGES, 'prerender crawl');
+      return run.ms / 1000;
+    }
+    const run = await execBounded('wget2', [
+      '--max-threads', String(CONCURRENCY), '--input-file', list, '--directory-prefix', out,
+      '--quiet', '--no-robots', '--force-directories', '--no-host-directories', '--tries', '1',
+    ], { timeoutMs: CRAWL_LIMIT_MS });
+    if (run.code !== 0) throw new Error(`${BENCH}: wget2 exited ${run.code ?? run.signal}: ${run.stderr.slice(0, 2000)}`);
+    const files = (await listFiles(out)).length;
+    if (files !== PAGES) throw new Error(`${BENCH}: wget2 wrote ${files} files, expected ${PAGES}`);
+    return run.ms / 1000;
+  } finally {
+    await removeDir(out);
+  }
+}
+
+function timeRow(label: string, seconds: readonly number[]): BenchRow {
+  const value = median(seconds);
+  return {
+    bench: BENCH,
+    case: `${label}, ${PAGES} pages`,
+    value,
+    unit: 's',
+    note: `median of ${seconds.map((s) => s.toFixed(2)).join(', ')} s; ${Math.round(PAGES / value)} pages/s; concurrency ${CONCURRENCY}; incl. start-up`,
+  };
+}
+
+// --- b. peak RSS over 1k and 100k URLs ------------------------------------------------------------------
+
+async function memoryRows(work: string, defer: Defer): Promise<BenchRow[]> {
+  await fs.access(TIME_BIN).catch(() => {
+    throw new Error(`${BENCH}: ${TIME_BIN} is missing (apt-get install -y time)`);
+  });
+  const origin = await startNginx({ root: work, upstream: UNUSED_UPSTREAM, edit: fixedPageServer });
+  defer(() => origin.stop());
+  await expectHtml(origin, '/r/0', SMALL_PAGE);
+
+  const peaks: number[] = [];
+  const out: BenchRow[] = [];
+  for (const size of RSS_SIZES) {
+    const list = path.join(work, `paths-${label(size)}.txt`);
+    await fs.writeFile(list, Array.from({ length: size }, (_, i) => `/r/${i}\n`).join(''));
+    const { peakMb, report } = await measuredCrawl(list, size, origin, work);
+    progress(`${label(size)} URLs: peak RSS ${peakMb.toFixed(1)} MB, crawl ${(report.durationMs / 1000).toFixed(1)} s`);
+    peaks.push(peakMb);
+    out.push({
+      bench: BENCH,
+      case: `peak RSS, ${label(size)} URLs`,
+      value: peakMb,
+      unit: 'MB',
+      note: `${size} stored in ${(report.durationMs / 1000).toFixed(1)} s (${Math.round(size / (report.durationMs / 1000))}/s); concurrency ${RSS_CONCURRENCY}; /usr/bin/time -v`,
+    });
+  }
+  const [small, large] = peaks;
+  if (small !== undefined && large !== undefined) {
+    const ratio = large / small;
+    out.push({
+      bench: BENCH,
+      case: `ratio peak RSS ${label(RSS_SIZES[1])}/${label(RSS_SIZES[0])}`,
+      value: ratio,
+      unit: 'x',
+      note: `goal ~1 (<= ${RSS_GOAL}x): ${ratio <= RSS_GOAL ? 'met' : 'NOT met'}`,
+    });
+  }
+  return out;
+}
+
+/** An origin that costs next to nothing per request, so the crawler's own memory is what is measured. */
+function fixedPageServer(generated: string): string {
+  return `server {
+    listen ${listenOf(generated)};
+    default_type text/html;
+    charset utf-8;
+    location / { return 200 "${SMALL_PAGE}"; }
+}
+`;
+}
+
+async function measuredCrawl(list: string, size: number, origin: Nginx, work: string): Promise<{ peakMb: number; report: CrawlJson }> {
+  const out = path.join(work, `rss-${label(size)}`);
+  try {
+    const run = await execBounded(TIME_BIN, ['-v', process.execPath, ...crawlArgs(list, origin, out, RSS_CONCURRENCY)], { timeoutMs: CRAWL_LIMIT_MS });
+    const report = expectCrawl(run, size, `prerender crawl of ${label(size)}`);
+    const peak = /Maximum resident set size \(kbytes\):\s*(\d+)/.exec(run.stderr)?.[1];
+    if (peak === undefined) throw new Error(`${BENCH}: no peak RSS in the output of ${TIME_BIN} -v:\n${run.stderr.slice(-2000)}`);
+    return { peakMb: Number(peak) / 1024, report };
+  } finally {
+    await removeDir(out);
+  }
+}
+
+// --- shared -----------------------------------------------------------------------------------------------
+
+function crawlArgs(list: string, origin: Nginx, root: string, concurrency: number): string[] {
+  return [cliPath, 'crawl', list, '--origin', origin.url, '--concurrency', String(concurrency), '--root', root, '--json'];
+}
+
+function expectCrawl(run: Execution, expected: number, what: string): CrawlJson {
+  if (run.code !== 0) throw new Error(`${BENCH}: ${what} exited ${run.code ?? run.signal}:\n${run.stderr.slice(-2000)}\n${run.stdout.slice(0, 2000)}`);
+  const report = JSON.parse(run.stdout) as CrawlJson;
+  if (report.counts.stored !== expected) {
+    throw new Error(`${BENCH}: ${what} stored ${report.counts.stored} of ${expected} (failed ${report.counts.failed}, skipped ${report.counts.skipped}): ${JSON.stringify(report.failures.slice(0, 3))}`);
+  }
+  return report;
+}
+
+async function expectHtml(origin: Nginx, target: string, body: string): Promise<void> {
+  const reply = await request(origin.port, target);
+  const type = reply.headers['content-type'];
+  if (reply.status !== 200 || type !== 'text/html; charset=utf-8' || reply.body.toString() !== body) {
+    throw new Error(`${BENCH}: origin ${target} answered ${reply.status} ${String(type)} with ${reply.body.length} bytes, not the page`);
+  }
+}
+
+function listenOf(generated: string): string {
+  const listen = /^\s*listen ([^;]+);/m.exec(generated)?.[1];
+  if (listen === undefined) throw new Error(`${BENCH}: no listen line in the generated config`);
+  return listen;
+}
+
+function label(size: number): string {
+  return size >= 1000 ? `${size / 1000}k` : String(size);
+}
+
+function progress(message: string): void {
+  process.stderr.write(`${BENCH}: ${message}\n`);
+}
