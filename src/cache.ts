@@ -11,6 +11,7 @@ import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
+import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
 
@@ -276,8 +277,8 @@ function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
 function scopeToHost(selector: PurgeSelector, host: string | undefined): PurgeSelector | undefined {
   if (host === undefined || selector.paths === undefined) return selector;
   const paths = selector.paths.filter((entry) => {
-    const match = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(entry);
-    return match === null || normalizeHost(match[1]) === host;
+    const url = splitAbsoluteUrl(entry);
+    return url === undefined || normalizeHost(url.authority) === host;
   });
   const scoped = { ...selector, paths };
   const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true;

@@ -258,7 +258,7 @@ function refreshOption(options: RefreshCliOptions): RefreshOptions | undefined {
   return { origin: parseOrigin(options.origin), concurrency: positiveInteger(options.concurrency, '--concurrency') };
 }
 
-export function positiveInteger(value: string, option: string): number {
+function positiveInteger(value: string, option: string): number {
   const number = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(number) || number < 1) {
     throw new PrerenderError('EUSAGE', `${option} ${JSON.stringify(value)} must be a whole number from 1 and up`, { input: value });

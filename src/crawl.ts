@@ -17,7 +17,7 @@ import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
 import type { Encoding } from './precompress.js';
 import { openSource, type SourceItem } from './sources.js';
-import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
+import { REFUSAL_MESSAGES, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
 export interface CrawlOptions {
   /** A URL-list file, a sitemap file or URL (`.xml`, gzip too), or `-` for stdin. */
@@ -108,7 +108,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const source = await openSource(options.source, {
     stdin: options.stdin ?? process.stdin,
     fetchStream: async (url) => {
-      const response = await fetch(origin + pathOf(url), { agent, signal: AbortSignal.timeout(timeoutMs) });
+      const response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), { agent, signal: AbortSignal.timeout(timeoutMs) });
       if (response.status !== 200 || response.body === null) {
         response.body?.resume();
         throw new Error(`status ${response.status}`);
@@ -256,34 +256,25 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   return report;
 }
 
-const absoluteUrl = /^(https?:\/\/[^/?#]*)(.*)$/i;
-
 /** A source line: a path, or an absolute http(s) URL fetched from the origin with its own path. */
 function parseEntry(text: string, origin: string): { ok: true; target: CachePath; pageUrl: string } | { ok: false; reason: string } {
-  let pathPart: string;
-  let pageBase: string;
-  if (text.startsWith('/')) {
-    pathPart = text;
-    pageBase = origin;
-  } else {
-    const match = absoluteUrl.exec(text);
-    if (match === null) return { ok: false, reason: 'not a path (/...) or an absolute http(s) URL' };
+  let pathPart = text;
+  let pageBase = origin;
+  if (!text.startsWith('/')) {
+    const url = splitAbsoluteUrl(text);
+    if (url === undefined || (url.scheme !== 'http' && url.scheme !== 'https')) {
+      return { ok: false, reason: 'not a path (/...) or an absolute http(s) URL' };
+    }
     try {
       pageBase = new URL(text).origin;
     } catch {
       return { ok: false, reason: 'not a valid URL' };
     }
-    pathPart = (match[2] as string) === '' ? '/' : (match[2] as string);
+    pathPart = url.path;
   }
   const mapped = toCachePath(pathPart);
   if (!mapped.ok) return { ok: false, reason: `not cacheable: ${REFUSAL_MESSAGES[mapped.reason]}` };
   return { ok: true, target: mapped.value, pageUrl: pageBase + pathPart };
-}
-
-/** The path (and query) of a URL as written, for fetching a sitemap from the origin. */
-function pathOf(url: string): string {
-  const match = absoluteUrl.exec(url);
-  return match === null ? url : (match[2] as string) || '/';
 }
 
 function wholeNumber(value: number, name: string, minimum: number): number {

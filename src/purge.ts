@@ -12,7 +12,7 @@ import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
 import { parseOrigin } from './origin.js';
 import { normalizeTag } from './policy.js';
-import { REFUSAL_MESSAGES, decodePath, toCachePath, type CachePath } from './url-path.js';
+import { REFUSAL_MESSAGES, decodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
 export interface PurgeSelector {
   /**
@@ -170,16 +170,9 @@ async function removeAll(root: CacheRoot): Promise<string[]> {
   return removed;
 }
 
-const absoluteUrl = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
-
-/**
- * A user-supplied path or absolute URL, checked like a request path. The path of an absolute URL is
- * taken as written: `new URL` would resolve `..` segments and hide them from the check.
- */
+/** A user-supplied path or absolute URL (its path as written), checked like a request path. */
 export function parsePathArgument(argument: string): CachePath {
-  const scheme = absoluteUrl.exec(argument);
-  const target = scheme === null ? argument : argument.slice(scheme[0].length) || '/';
-  const mapped = toCachePath(target);
+  const mapped = toCachePath(splitAbsoluteUrl(argument)?.path ?? argument);
   if (!mapped.ok) {
     throw new PrerenderError('EPATH', `cannot use path ${JSON.stringify(argument)}: ${REFUSAL_MESSAGES[mapped.reason]}`, {
       input: argument,

@@ -28,7 +28,7 @@ import { FILE_MODE, isAlive, makeDirectories } from './store.js';
 const COMPACT_BYTES = 256 * 1024;
 const ASIDE = '.aside';
 
-export function hashName(value: string): string {
+function hashName(value: string): string {
   return createHash('sha1').update(value).digest('hex');
 }
 

@@ -89,6 +89,18 @@ export function decodePath(target: string): DecodedPath {
   return { ok: true, path: decodedPath, segments };
 }
 
+const absoluteForm = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/is;
+
+/**
+ * Splits `scheme://authority/path` into its parts, with the path exactly as written (`/` when empty):
+ * `new URL` would resolve `..` segments and hide them from the checks. Undefined for anything else.
+ */
+export function splitAbsoluteUrl(text: string): { scheme: string; authority: string; path: string } | undefined {
+  const match = absoluteForm.exec(text);
+  if (match === null) return undefined;
+  return { scheme: (match[1] as string).toLowerCase(), authority: match[2] as string, path: (match[3] as string) || '/' };
+}
+
 /** A decoded URL path written back as a request-target: each segment percent-encoded. */
 export function encodePath(urlPath: string): string {
   return urlPath.split('/').map((segment) => encodeURIComponent(segment)).join('/');

@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createCache, type Cache, type CacheOptions } from '../src/cache.js';
 import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -305,4 +306,35 @@ export function setUpSuite<T>(target: HookedSuite<T> & { before: { each(hook: (c
   target.after(async (context) => {
     await tearDown(context);
   });
+}
+
+/** An app with the cache in front of it and nginx in front of both, in a fresh temp root. */
+export interface CachedSite {
+  dir: string;
+  root: string;
+  cache: Cache;
+  app: Server;
+  nginx: Nginx;
+}
+
+/** Starts a CachedSite into `site` (a suite context); warnings are silenced unless `log` is given. */
+export async function startCachedSite(
+  site: CachedSite,
+  handler: RequestListener,
+  cacheOptions: Omit<CacheOptions, 'root'> = {},
+  nginxOptions: Pick<NginxConfigOptions, 'hosts' | 'multiSite'> = {},
+): Promise<void> {
+  site.dir = await tempDir();
+  site.root = path.join(site.dir, 'cache');
+  site.cache = createCache({ root: site.root, log: () => undefined, ...cacheOptions });
+  site.app = await startServer(site.cache.wrap(handler));
+  site.nginx = await startNginx({ root: site.root, upstream: site.app.url, ...nginxOptions });
+}
+
+/** Stops what startCachedSite started (as far as it got), waiting for pending stores first. */
+export async function stopCachedSite(site: Partial<CachedSite>): Promise<void> {
+  await site.nginx?.stop();
+  await site.app?.close();
+  await site.cache?.idle();
+  if (site.dir !== undefined) await removeDir(site.dir);
 }

@@ -7,19 +7,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import net from 'node:net';
-import path from 'node:path';
-import { createCache, type Cache, type CacheOptions } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, request, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import type { CacheOptions } from '../src/index.js';
+import { listFiles, nginxAvailable, request, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
-interface Context {
-  dir: string;
-  root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
-}
+type Context = CachedSite;
 
 /** The worst app for host games: it renders the Host and X-Forwarded-Host it sees into the page. */
 function hostEcho(req: IncomingMessage, res: ServerResponse): void {
@@ -27,20 +20,11 @@ function hostEcho(req: IncomingMessage, res: ServerResponse): void {
   res.end(`<a href="//${String(req.headers['x-forwarded-host'] ?? req.headers.host)}/">home</a>`);
 }
 
-async function setUp(context: Context, options: Omit<CacheOptions, 'root'>, nginxHosts: { hosts?: string[]; multiSite?: boolean }): Promise<void> {
-  context.dir = await tempDir();
-  context.root = path.join(context.dir, 'cache');
-  context.cache = createCache({ root: context.root, log: () => undefined, ...options });
-  context.app = await startServer(context.cache.wrap(hostEcho));
-  context.nginx = await startNginx({ root: context.root, upstream: context.app.url, ...nginxHosts });
+function setUp(context: Context, options: Omit<CacheOptions, 'root'>, nginxHosts: { hosts?: string[]; multiSite?: boolean }): Promise<void> {
+  return startCachedSite(context, hostEcho, options, nginxHosts);
 }
 
-async function tearDown(context: Context): Promise<void> {
-  await context.nginx?.stop();
-  await context.app?.close();
-  await context.cache?.idle();
-  await removeDir(context.dir);
-}
+const tearDown = stopCachedSite;
 
 function rawRequest(port: number, lines: string[]): Promise<{ status: number; xCache: string | undefined; body: string }> {
   return new Promise((resolve) => {

@@ -10,34 +10,18 @@ import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
-import { createCache, type Cache } from '../src/index.js';
 import { parseContentType } from '../src/mime.js';
-import { listFiles, nginxAvailable, removeDir, request, setUpSuite, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
-interface Context {
-  dir: string;
-  root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
-}
+type Context = CachedSite;
 
 const hasNginx = nginxAvailable();
 
-async function setUp(context: Context, handler: (req: IncomingMessage, res: ServerResponse) => void, options: { maxBodyBytes?: number } = {}): Promise<void> {
-  context.dir = await tempDir();
-  context.root = path.join(context.dir, 'cache');
-  context.cache = createCache({ root: context.root, log: () => undefined, ...options });
-  context.app = await startServer(context.cache.wrap(handler));
-  context.nginx = await startNginx({ root: context.root, upstream: context.app.url });
+function setUp(context: Context, handler: (req: IncomingMessage, res: ServerResponse) => void, options: { maxBodyBytes?: number } = {}): Promise<void> {
+  return startCachedSite(context, handler, options);
 }
 
-async function tearDown(context: Context): Promise<void> {
-  await context.nginx?.stop();
-  await context.app?.close();
-  await context.cache?.idle();
-  await removeDir(context.dir);
-}
+const tearDown = stopCachedSite;
 
 /** Same media type, and nginx's charset (if any) decodes the body as the app's declaration did. */
 function assertSameType(appType: string, served: string | undefined, body: Buffer): void {

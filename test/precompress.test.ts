@@ -9,9 +9,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
-import { createCache, type Cache } from '../src/index.js';
 import { brotliModuleInstalled } from '../src/nginx-config.js';
-import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const hasBrotli = brotliModuleInstalled();
@@ -20,23 +19,15 @@ if (hasNginx && !hasBrotli) {
   process.stderr.write('\n!!  libnginx-mod-http-brotli-static is NOT installed: brotli_static checks are SKIPPED  !!\n\n');
 }
 
-interface Context {
-  dir: string;
-  root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
+interface Context extends CachedSite {
   version: number;
 }
 
 const page = (context: Context): string => `<!doctype html><h1>v${context.version}</h1>${'<p>compress me please</p>\n'.repeat(500)}`;
 
 async function setUp(context: Context): Promise<void> {
-  context.dir = await tempDir();
-  context.root = path.join(context.dir, 'cache');
   context.version = 1;
-  context.cache = createCache({ root: context.root, log: () => undefined, precompress: ['gzip', 'br'] });
-  context.app = await startServer(context.cache.wrap((req, res) => {
+  await startCachedSite(context, (req, res) => {
     if (req.url === '/versioned') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(Buffer.byteLength(page(context))) });
       res.end(page(context));
@@ -48,16 +39,10 @@ async function setUp(context: Context): Promise<void> {
       return;
     }
     siteHandler(req, res);
-  }));
-  context.nginx = await startNginx({ root: context.root, upstream: context.app.url });
+  }, { precompress: ['gzip', 'br'] });
 }
 
-async function tearDown(context: Context): Promise<void> {
-  await context.nginx?.stop();
-  await context.app?.close();
-  await context.cache?.idle();
-  await removeDir(context.dir);
-}
+const tearDown = stopCachedSite;
 
 // ---
 

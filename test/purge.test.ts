@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, request, runCli, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -119,23 +119,15 @@ race.run();
 
 // ---
 
-interface SiteContext {
-  dir: string;
-  root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
+interface SiteContext extends CachedSite {
   failing: Set<string>;
   version: number;
 }
 
 async function setUpSite(context: SiteContext): Promise<void> {
-  context.dir = await tempDir();
-  context.root = path.join(context.dir, 'cache');
   context.failing = new Set();
   context.version = 1;
-  context.cache = createCache({ root: context.root, log: () => undefined });
-  context.app = await startServer(context.cache.wrap((req: IncomingMessage, res: ServerResponse) => {
+  await startCachedSite(context, (req: IncomingMessage, res: ServerResponse) => {
     if (context.failing.has(req.url ?? '')) {
       res.writeHead(500, { 'Content-Type': html });
       res.end('<p>down</p>');
@@ -148,16 +140,10 @@ async function setUpSite(context: SiteContext): Promise<void> {
       return;
     }
     siteHandler(req, res);
-  }));
-  context.nginx = await startNginx({ root: context.root, upstream: context.app.url });
+  });
 }
 
-async function tearDownSite(context: SiteContext): Promise<void> {
-  await context.nginx?.stop();
-  await context.app?.close();
-  await context.cache?.idle();
-  await removeDir(context.dir);
-}
+const tearDownSite = stopCachedSite;
 
 async function warm(context: SiteContext, targets: string[]): Promise<void> {
   for (const target of targets) await request(context.nginx.port, target);
