@@ -138,7 +138,7 @@ function servedCheck(reply: Reply | string, root: string): DoctorCheck {
     check,
     ok: false,
     detail: describe(reply),
-    fix: `nginx is not serving ${root}: its \`root\` must be that directory and \`try_files $uri $uri/index.html @app\` must come before the app (run \`prerender nginx\`)`,
+    fix: `nginx is not serving ${root}: its \`root\` must be that directory and \`try_files $uri/index.html $uri @app\` must come before the app (run \`prerender nginx\`)`,
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * Request path -> cache file, as nginx's `try_files $uri $uri/index.html` would look it up.
+ * Request path -> cache file, as nginx's `try_files $uri/index.html $uri` would look it up.
  * Pure: no I/O. Everything that stores, purges or crawls goes through `toCachePath`, so a path is
  * either refused for all of them or maps to the same file for all of them.
  */
@@ -119,8 +119,8 @@ export function toCachePath(target: string): CachePathResult {
   const lastSegment = segments[last] as string;
   const typeByName = lastSegment === '' ? undefined : mediaTypeForName(lastSegment);
   const fileSegments = typeByName !== undefined ? segments : [...segments.filter((segment) => segment !== ''), 'index.html'];
-  // nginx serves `x.css/index.html` for `/x.css` too (try_files falls back to `$uri/index.html` when
-  // `x.css` is not a file), where the app may answer with something else entirely.
+  // nginx serves `x.css/index.html` for `/x.css` too (try_files looks up `$uri/index.html` as well as
+  // `$uri`), where the app may answer with something else entirely.
   const parent = fileSegments[fileSegments.length - 2];
   if (fileSegments[fileSegments.length - 1] === 'index.html' && parent !== undefined && mediaTypeForName(parent) !== undefined) {
     return { ok: false, reason: 'ambiguous-index' };

@@ -25,7 +25,10 @@ nginx('options reach the config', async () => {
   assert.match(result.stdout, 'listen 127.0.0.1:8081;');
   assert.match(result.stdout, 'server_name example.com;');
   assert.match(result.stdout, 'root "/srv/c";');
-  assert.match(result.stdout, 'proxy_pass http://10.0.0.5:8080;');
+  // Misses go through an upstream block (idle connections reused), named after this site's options.
+  const upstreamName = /^upstream (prerender_[0-9a-f]{12}) \{\n {4}server 10\.0\.0\.5:8080;$/m.exec(result.stdout)?.[1];
+  assert.ok(upstreamName, 'an upstream block for the app');
+  assert.match(result.stdout, `proxy_pass http://${upstreamName};`);
   assert.match(result.stdout, '(my_session|remember\\.me)');
 });
 

@@ -53,6 +53,8 @@ export interface Server {
   url: string;
   /** Requests the app saw, by raw req.url. */
   hits: Map<string, number>;
+  /** TCP connections the app accepted. */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -63,12 +65,15 @@ export async function startServer(listener: RequestListener): Promise<Server> {
     hits.set(req.url ?? '', (hits.get(req.url ?? '') ?? 0) + 1);
     listener(req, res);
   });
+  let connections = 0;
+  server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
     port,
     url: `http://127.0.0.1:${port}`,
     hits,
+    connections: () => connections,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

@@ -117,6 +117,16 @@ for (const page of pages) {
   assert.is(plain.headers['x-cache'], 'MISS');
 });
 
+(hasNginx ? mapping : mapping.skip)('misses reuse idle connections to the app instead of opening one each', async (context) => {
+  const before = context.app.connections();
+  for (let i = 0; i < 20; i++) {
+    const reply = await request(context.nginx.port, `/about?visit=${i}`);
+    assert.is(reply.headers['x-cache'], 'MISS');
+  }
+  const opened = context.app.connections() - before;
+  assert.ok(opened <= 2, `20 sequential misses opened ${opened} connections to the app`);
+});
+
 (hasNginx ? mapping : mapping.skip)('the state directory is never served', async (context) => {
   await context.cache.idle();
   const metaDir = path.join(context.root, '.prerender', 'meta');

@@ -64,6 +64,8 @@ it('each encoding through nginx decodes to the page; small and binary files get 
   const gzip = await request(context.nginx.port, '/big', { headers: { 'Accept-Encoding': 'gzip' } });
   assert.is(gzip.headers['content-encoding'], 'gzip');
   assert.is(gzip.headers['x-cache'], 'HIT');
+  // Downstream caches must key on the encoding, for the compressed answer and the plain one alike.
+  assert.is(gzip.headers.vary, 'Accept-Encoding');
   assert.ok(gunzipSync(gzip.body).equals(big));
   assert.ok(gzip.body.length < big.length / 5);
   if (hasBrotli) {
@@ -73,7 +75,11 @@ it('each encoding through nginx decodes to the page; small and binary files get 
   }
   const plain = await request(context.nginx.port, '/big', { headers: { 'Accept-Encoding': 'identity' } });
   assert.is(plain.headers['content-encoding'], undefined);
+  assert.is(plain.headers.vary, 'Accept-Encoding');
   assert.ok(plain.body.equals(big));
+  const noHeader = await request(context.nginx.port, '/big');
+  assert.is(noHeader.headers['content-encoding'], undefined);
+  assert.is(noHeader.headers.vary, 'Accept-Encoding', 'once, not twice (gzip_vary is off)');
 });
 
 it('a new version never leaves the old siblings behind', async (context) => {
