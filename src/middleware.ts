@@ -50,9 +50,14 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     ? { store: false, reason: BUSY }
     : checkRequest({ method: req.method, url, headers: req.headers }, context.rules);
   if (saturated) context.skip(url ?? '', BUSY);
-  const host = requestVerdict.store ? requestVerdict.host : undefined;
+  if (!requestVerdict.store) {
+    // Most requests a busy or refusing cache sees: they only need the tag headers kept from the client.
+    stripTagHeaders(res);
+    return;
+  }
+  const host = requestVerdict.host;
   const renderedAt = Date.now();
-  let target: CachePath | undefined = requestVerdict.store ? requestVerdict.target : undefined;
+  let target: CachePath | undefined = requestVerdict.target;
   let response: StorableResponse | undefined;
   let sink: BodySink | undefined;
 
@@ -69,15 +74,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
 
   const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
   res.writeHead = function writeHead(this: Response, statusCode: number, ...rest: unknown[]) {
-    const reason = typeof rest[0] === 'string' ? rest[0] : undefined;
-    const headers = (typeof rest[0] === 'string' ? rest[1] : rest[0]) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
-    // Fold headers given here into the response object so they can be read, and tag headers removed,
-    // in one place; writeHead would otherwise send them without ever exposing them.
-    if (Array.isArray(headers)) {
-      for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(String(headers[i]), headers[i + 1] as string);
-    } else if (headers !== undefined) {
-      for (const [name, value] of Object.entries(headers)) if (value !== undefined) this.setHeader(name, value);
-    }
+    const reason = foldHeaders(this, rest);
     const all = this.getHeaders();
     for (const name of TAG_HEADERS) this.removeHeader(name);
     if (target !== undefined) {
@@ -138,4 +135,30 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     sink = undefined;
     context.store(finished, target, response, renderedAt, host);
   });
+}
+
+/** Only keeps the tag headers from reaching the client: the whole job for a response never stored. */
+function stripTagHeaders(res: Response): void {
+  const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
+  res.writeHead = function writeHead(this: Response, statusCode: number, ...rest: unknown[]) {
+    const reason = foldHeaders(this, rest);
+    for (const name of TAG_HEADERS) this.removeHeader(name);
+    return reason === undefined ? originalWriteHead.call(this, statusCode) : originalWriteHead.call(this, statusCode, reason);
+  } as WriteHead;
+}
+
+/**
+ * Folds the headers given to writeHead into the response object, so they can be read, and tag headers
+ * removed, in one place (writeHead would otherwise send them without ever exposing them). Returns the
+ * reason phrase, if one was given.
+ */
+function foldHeaders(res: Response, rest: readonly unknown[]): string | undefined {
+  const reason = typeof rest[0] === 'string' ? rest[0] : undefined;
+  const headers = (reason === undefined ? rest[0] : rest[1]) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) res.appendHeader(String(headers[i]), headers[i + 1] as string);
+  } else if (headers !== undefined) {
+    for (const [name, value] of Object.entries(headers)) if (value !== undefined) res.setHeader(name, value);
+  }
+  return reason;
 }

@@ -50,6 +50,24 @@ export function decodePath(target: string): DecodedPath {
   if (target.includes('?') || target.includes('#')) return { ok: false, reason: 'query-string' };
   if (!target.startsWith('/')) return { ok: false, reason: 'not-origin-form' };
 
+  const decodedPath = plainTarget.test(target) ? target : percentDecode(target);
+  if (typeof decodedPath !== 'string') return { ok: false, reason: decodedPath.refused };
+
+  const segments = decodedPath.slice(1).split('/');
+  const last = segments.length - 1;
+  for (const [index, segment] of segments.entries()) {
+    if (segment === '.' || segment === '..') return { ok: false, reason: 'dot-segment' };
+    if (segment === '' && index !== last) return { ok: false, reason: 'empty-segment' };
+    if (Buffer.byteLength(segment) > NAME_MAX) return { ok: false, reason: 'name-too-long' };
+  }
+  if (segments[0] === STATE_DIR) return { ok: false, reason: 'state-directory' };
+  return { ok: true, path: decodedPath, segments };
+}
+
+/** Printable ASCII without `%` (nor `?`, `#`, refused before): decoding it once changes nothing. */
+const plainTarget = /^\/[\x20-\x22\x24\x26-\x3e\x40-\x7e]*$/;
+
+function percentDecode(target: string): string | { refused: PathRefusal } {
   // A request-target reaching Node is ASCII; text from a user (`/café`) is taken as UTF-8, which is
   // what a client would percent-encode it as.
   const raw = Buffer.from(target, 'utf8');
@@ -61,32 +79,20 @@ export function decodePath(target: string): DecodedPath {
       continue;
     }
     const pair = raw.subarray(i + 1, i + 3).toString('latin1');
-    if (!hex.test(pair)) return { ok: false, reason: 'bad-percent-encoding' };
+    if (!hex.test(pair)) return { refused: 'bad-percent-encoding' };
     const decoded = Number.parseInt(pair, 16);
     // nginx turns %2F into a real `/`, so the app may have routed a different resource than the file
     // nginx would look up.
-    if (decoded === 0x2f) return { ok: false, reason: 'encoded-slash' };
+    if (decoded === 0x2f) return { refused: 'encoded-slash' };
     bytes.push(decoded);
     i += 2;
   }
-  if (bytes.some((byte) => byte < 0x20 || byte === 0x7f)) return { ok: false, reason: 'control-byte' };
-
-  let decodedPath: string;
+  if (bytes.some((byte) => byte < 0x20 || byte === 0x7f)) return { refused: 'control-byte' };
   try {
-    decodedPath = utf8.decode(Uint8Array.from(bytes));
+    return utf8.decode(Uint8Array.from(bytes));
   } catch {
-    return { ok: false, reason: 'invalid-utf8' };
+    return { refused: 'invalid-utf8' };
   }
-
-  const segments = decodedPath.slice(1).split('/');
-  const last = segments.length - 1;
-  for (const [index, segment] of segments.entries()) {
-    if (segment === '.' || segment === '..') return { ok: false, reason: 'dot-segment' };
-    if (segment === '' && index !== last) return { ok: false, reason: 'empty-segment' };
-    if (Buffer.byteLength(segment) > NAME_MAX) return { ok: false, reason: 'name-too-long' };
-  }
-  if (segments[0] === STATE_DIR) return { ok: false, reason: 'state-directory' };
-  return { ok: true, path: decodedPath, segments };
 }
 
 const absoluteForm = /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/is;

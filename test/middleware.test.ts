@@ -91,6 +91,63 @@ wrap('headers passed to writeHead (object and raw array) are seen and tags strip
   }
 });
 
+wrap('tag headers are stripped from responses that are never stored, and from a busy cache\'s', async (context) => {
+  const busy = createCache({ root: path.join(context.dir, 'busy'), maxPendingStores: 1, log: () => undefined });
+  let releaseHeld: (() => void) | undefined;
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.url === '/held') {
+      // Takes the busy cache's only store slot and keeps it until released.
+      res.writeHead(200, { 'Content-Type': html, 'Cache-Tag': 'held' });
+      res.write('<p>first half</p>');
+      releaseHeld = () => res.end('<p>second half</p>');
+      return;
+    }
+    if (req.url?.startsWith('/head')) res.writeHead(200, 'Fine', { 'Content-Type': html, 'Cache-Tag': 'a', 'Surrogate-Key': 'b' });
+    else {
+      res.setHeader('Content-Type', html);
+      res.setHeader('Cache-Tag', 'a');
+      res.setHeader('Surrogate-Key', 'b');
+    }
+    res.end('<p>page</p>');
+  };
+  const app = await startServer(context.cache.wrap(handler));
+  const busyApp = await startServer(busy.wrap(handler));
+  try {
+    const refused: Array<[string, { method?: string; headers?: Record<string, string> }]> = [
+      ['/page?x=1', {}], ['/head?x=1', {}], ['/page', { method: 'POST' }], ['/head', { headers: { Authorization: 'Basic eDp5' } }],
+    ];
+    for (const [target, options] of refused) {
+      const reply = await request(app.port, target, options);
+      assert.is(reply.status, 200, target);
+      assert.is(reply.headers['cache-tag'], undefined, target);
+      assert.is(reply.headers['surrogate-key'], undefined, target);
+    }
+    const held = new Promise<void>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: busyApp.port, path: '/held', agent: false }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      }).on('error', reject);
+    });
+    await waitFor(() => releaseHeld !== undefined);
+    for (const target of ['/page', '/head']) {
+      const reply = await request(busyApp.port, target);
+      assert.is(reply.headers['cache-tag'], undefined, `busy ${target}`);
+      assert.is(reply.headers['surrogate-key'], undefined, `busy ${target}`);
+    }
+    releaseHeld?.();
+    await held;
+    await context.cache.idle();
+    await busy.idle();
+    assert.equal(await listFiles(context.root), [], 'nothing refused was stored');
+    assert.equal(await listFiles(path.join(context.dir, 'busy')), ['held/index.html'], 'only the held page, not the ones that found the cache busy');
+  } finally {
+    releaseHeld?.();
+    await app.close();
+    await busyApp.close();
+    await busy.close();
+  }
+});
+
 wrap('string chunks with an encoding are stored as the bytes the client got', async (context) => {
   const app = await startServer(context.cache.wrap((req, res) => {
     res.setHeader('Content-Type', html);

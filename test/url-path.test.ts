@@ -53,6 +53,21 @@ mapping('/x/ and /x/index.html name the same file', () => {
   if (a.ok && b.ok) assert.is(a.value.file, b.value.file);
 });
 
+mapping('every printable ASCII byte maps alike written raw or percent-encoded (the fast path agrees)', () => {
+  for (let code = 0x20; code <= 0x7e; code++) {
+    const char = String.fromCharCode(code);
+    if ('/?#%'.includes(char)) continue;
+    const encoded = `%${code.toString(16).toUpperCase().padStart(2, '0')}`;
+    for (const [raw, spelled] of [[`/a${char}b`, `/a${encoded}b`], [`/${char}`, `/${encoded}`], [`/x/${char}${char}.css`, `/x/${encoded}${encoded}.css`]] as const) {
+      assert.equal(toCachePath(raw), toCachePath(spelled), `${raw} vs ${spelled}`);
+    }
+  }
+  assert.equal(toCachePath('/a/./b'), { ok: false, reason: 'dot-segment' });
+  assert.equal(toCachePath('/a/%2E/b'), { ok: false, reason: 'dot-segment' });
+  assert.equal(toCachePath('/a\u0001b'), { ok: false, reason: 'control-byte' });
+  assert.equal(toCachePath('/a\u007fb'), { ok: false, reason: 'control-byte' });
+});
+
 mapping.run();
 
 // ---
