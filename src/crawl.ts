@@ -11,13 +11,14 @@ import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
-import { createGeneration, discardGeneration, publishGeneration } from './generations.js';
+import { createGeneration, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
 import type { Encoding } from './precompress.js';
 import { openSource, type SourceItem } from './sources.js';
 import { REFUSAL_MESSAGES, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
+import { holdYoungGeneration } from './young-generation.js';
 
 export interface CrawlOptions {
   /** A URL-list file, a sitemap file or URL (`.xml`, gzip too), or `-` for stdin. */
@@ -38,7 +39,9 @@ export interface CrawlOptions {
   maxDepth?: number;
   /**
    * Build a new generation and switch `<root>/current` to it atomically when the crawl succeeds (no
-   * failures); the previous generation is kept for `rollback`. @default false
+   * failures); the previous generation is kept for `rollback`. Files of a generation are not fsynced
+   * one by one (nothing serves them yet): the whole generation is flushed to disk once, before the
+   * switch, so `current` never points at pages a power cut could empty. @default false
    */
   swap?: boolean;
   /** @default 10 MiB */
@@ -96,6 +99,16 @@ const MAX_LISTED = 1000;
 const MAX_BACKOFF_MS = 30_000;
 
 export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
+  // Memory must not grow with the list: see young-generation.ts for what V8 would otherwise add.
+  const release = holdYoungGeneration();
+  try {
+    return await crawlAll(options);
+  } finally {
+    release();
+  }
+}
+
+async function crawlAll(options: CrawlOptions): Promise<CrawlReport> {
   const origin = parseOrigin(options.origin);
   const concurrency = wholeNumber(options.concurrency ?? 8, 'concurrency', 1);
   const retries = wholeNumber(options.retries ?? 2, 'retries', 0);
@@ -118,7 +131,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   });
 
   const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
-  const root = new CacheRoot(dir, { precompress: options.precompress ?? [] });
+  // With swap, nothing in the generation is visible until `current` switches to it, so files are not
+  // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
+  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true });
   try {
     await root.store.init();
   } catch (error) {
@@ -249,7 +264,10 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   report.counts.total = report.counts.stored + report.counts.skipped + report.counts.failed;
   if (options.swap === true) {
     report.swapped = report.counts.failed === 0;
-    if (report.swapped) await publishGeneration(options.root, dir);
+    if (report.swapped) {
+      await flushGeneration(dir);
+      await publishGeneration(options.root, dir);
+    }
     else await discardGeneration(dir);
   }
   report.durationMs = Date.now() - started;

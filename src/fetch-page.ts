@@ -1,10 +1,15 @@
 /**
  * Fetches one page from the origin and stores it under the same policy, mapping and write protocol as
  * the middleware. Used by refresh (purge/sweep --refresh) and by the crawler.
+ *
+ * The request goes through `node:http` directly, not a fetch API: a crawl makes one request per URL,
+ * and a fetch needs an `AbortSignal` per request for its timeout. `AbortSignal.timeout` cannot be
+ * cancelled, so every finished request left a signal and a 30 s timer behind (thousands alive at crawl
+ * speed), and `AbortSignal.any` retains its inputs on Node 20 (nodejs/node#48419, #55328). Here one
+ * timer per request is cleared when the request ends, and an aborted page is `req.destroy()`.
  */
-import type { Agent as HttpAgent, OutgoingHttpHeaders } from 'node:http';
-import type { Agent as HttpsAgent } from 'node:https';
-import fetch from 'node-fetch';
+import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import https, { type Agent as HttpsAgent } from 'node:https';
 import { BodySink } from './body.js';
 import { entryFor, type CacheRoot } from './cache-root.js';
 import { checkResponse } from './policy.js';
@@ -13,6 +18,7 @@ import { encodePath, type CachePath } from './url-path.js';
 export interface FetchPageOptions {
   /** `http(s)://host[:port]`, no trailing slash (see `parseOrigin`). */
   origin: string;
+  /** For the whole exchange: headers and body. */
   timeoutMs: number;
   maxBodyBytes: number;
   agent?: HttpAgent | HttpsAgent;
@@ -24,60 +30,82 @@ export type PageOutcome =
   | { outcome: 'failed'; status?: number; reason: string; retryable: boolean; retryAfterMs?: number };
 
 const MAX_BACKLOG = 8 * 1024 * 1024;
+const MAX_DRAINED = 64 * 1024;
 
 export async function fetchPage(root: CacheRoot, target: CachePath, options: FetchPageOptions): Promise<PageOutcome> {
   const renderedAt = Date.now();
-  const abort = new AbortController();
-  const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(options.timeoutMs)]);
-  let response;
+  const url = new URL(options.origin + encodePath(target.urlPath));
+  const client = url.protocol === 'https:' ? https : http;
+  const exchange: { timer?: NodeJS.Timeout; request?: http.ClientRequest; response?: IncomingMessage; timedOut: boolean } = { timedOut: false };
+  const describe = (error: unknown): string => (exchange.timedOut ? `timed out after ${options.timeoutMs} ms` : describeNetworkError(error));
   try {
-    response = await fetch(options.origin + encodePath(target.urlPath), {
-      redirect: 'manual',
-      compress: false,
-      signal,
-      ...(options.agent === undefined ? {} : { agent: options.agent }),
-      headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender' },
-    });
-  } catch (error) {
-    return { outcome: 'failed', reason: describeNetworkError(error, options.timeoutMs), retryable: true };
+    try {
+      exchange.response = await new Promise<IncomingMessage>((resolve, reject) => {
+        const request = client.get(url, {
+          headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender' },
+          ...(options.agent === undefined ? {} : { agent: options.agent }),
+        }, resolve);
+        exchange.request = request;
+        // Kept for the whole exchange: an error after the headers (a reset mid-body) reaches the body
+        // reader through the response, and must not go unhandled here.
+        request.on('error', reject);
+        exchange.timer = setTimeout(() => {
+          exchange.timedOut = true;
+          request.destroy(new Error('timed out'));
+        }, options.timeoutMs);
+      });
+    } catch (error) {
+      return { outcome: 'failed', reason: describe(error), retryable: true };
+    }
+    return await receive(root, target, renderedAt, exchange.response, options, describe);
+  } finally {
+    clearTimeout(exchange.timer);
+    // Whatever was not read (a refused page, a body cut short) is dropped with its socket, never buffered.
+    if (exchange.response?.complete !== true) exchange.request?.destroy();
   }
+}
 
-  const status = response.status;
+async function receive(root: CacheRoot, target: CachePath, renderedAt: number, response: IncomingMessage, options: FetchPageOptions, describe: (error: unknown) => string): Promise<PageOutcome> {
+  const status = response.statusCode ?? 0;
+  const header = (name: string): string | null => response.headersDistinct[name]?.join(', ') ?? null;
   if (status !== 200) {
-    response.body?.resume();
+    // A small error body is read to its end so the keep-alive socket can be reused.
+    await drain(response);
     if (status >= 300 && status < 400) {
-      return { outcome: 'skipped', status, reason: `redirect (${status}) to ${response.headers.get('location') ?? '?'}, not followed` };
+      return { outcome: 'skipped', status, reason: `redirect (${status}) to ${header('location') ?? '?'}, not followed` };
     }
     const retryable = status === 429 || status >= 500;
-    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+    const retryAfterMs = parseRetryAfter(header('retry-after'));
     return { outcome: 'failed', status, reason: `status ${status}`, retryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   }
 
   const headers: OutgoingHttpHeaders = {};
-  for (const [name, values] of Object.entries(response.headers.raw())) {
+  for (const [name, values] of Object.entries(response.headersDistinct)) {
+    if (values === undefined) continue;
     headers[name] = name === 'set-cookie' ? values : values.join(', ');
   }
   const verdict = checkResponse(status, headers, target, Date.now());
-  if (!verdict.store) {
-    abort.abort();
-    return { outcome: 'skipped', status, reason: verdict.reason };
-  }
+  if (!verdict.store) return { outcome: 'skipped', status, reason: verdict.reason };
 
   const sink = new BodySink(root.store.openTemp(), verdict, options.maxBodyBytes);
+  let refused: string | undefined;
   try {
-    for await (const chunk of response.body ?? []) {
-      const refusal = sink.push(chunk as Buffer);
-      if (refusal !== undefined) {
-        abort.abort();
-        return { outcome: 'skipped', status, reason: refusal };
-      }
+    for await (const chunk of response) {
+      refused = sink.push(chunk as Buffer);
+      if (refused !== undefined) break;
       if (sink.temp.backlog > MAX_BACKLOG) await sink.temp.drained();
     }
   } catch (error) {
     await sink.temp.discard();
-    return { outcome: 'failed', status, reason: describeNetworkError(error, options.timeoutMs), retryable: true };
-  } finally {
-    if (abort.signal.aborted) await sink.temp.discard();
+    return { outcome: 'failed', status, reason: describe(error), retryable: true };
+  }
+  if (refused !== undefined) {
+    await sink.temp.discard();
+    return { outcome: 'skipped', status, reason: refused };
+  }
+  if (!response.complete) {
+    await sink.temp.discard();
+    return { outcome: 'failed', status, reason: describe(new Error('connection closed before the body ended')), retryable: true };
   }
   const refusal = sink.end();
   if (refusal !== undefined) {
@@ -89,6 +117,19 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
   return committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason };
 }
 
+/** Reads and drops up to MAX_DRAINED bytes of a body; a longer one is left for `destroy`. */
+async function drain(response: IncomingMessage): Promise<void> {
+  let bytes = 0;
+  try {
+    for await (const chunk of response) {
+      bytes += (chunk as Buffer).length;
+      if (bytes > MAX_DRAINED) return;
+    }
+  } catch {
+    // The status is what matters; a body cut short changes nothing.
+  }
+}
+
 function parseRetryAfter(value: string | null): number | undefined {
   if (value === null) return undefined;
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
@@ -96,8 +137,7 @@ function parseRetryAfter(value: string | null): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
-function describeNetworkError(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError')) return `timed out after ${timeoutMs} ms`;
+function describeNetworkError(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
 }

@@ -4,6 +4,7 @@
  * it with one `rename`, so a reader sees the old tree or the new one, never a half-built one. The
  * generation it replaced stays as `<base>/previous` for `prerender rollback`; older ones are deleted.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
@@ -32,6 +33,43 @@ export async function createGeneration(base: string): Promise<string> {
 /** Present while a crawl builds the generation (inside its state directory, which nginx denies). */
 function buildingMarker(generation: string): string {
   return path.join(generation, STATE_DIR, 'building');
+}
+
+/**
+ * Makes every file of a generation durable before `current` may point at it. A generation is built
+ * without per-file fsync (no reader can see it yet), so this one flush is what guarantees a power cut
+ * after the switch cannot leave empty pages behind `current`. One `syncfs(2)` (coreutils `sync -f`)
+ * flushes the generation in one journal commit; where that is not available, every file and directory
+ * is fsynced, many at a time so the file system can batch them.
+ */
+export async function flushGeneration(generation: string): Promise<void> {
+  const synced = await new Promise<boolean>((resolve) => {
+    execFile('sync', ['-f', generation], (error) => resolve(error === null));
+  });
+  if (!synced) await fsyncTree(generation);
+}
+
+const FSYNC_BATCH = 64;
+
+async function fsyncTree(dir: string): Promise<void> {
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  for (let i = 0; i < entries.length; i += FSYNC_BATCH) {
+    await Promise.all(entries.slice(i, i + FSYNC_BATCH).map(async (entry) => {
+      const inner = path.join(dir, entry.name);
+      if (entry.isDirectory()) await fsyncTree(inner);
+      else if (entry.isFile()) await fsyncPath(inner);
+    }));
+  }
+  await fsyncPath(dir);
+}
+
+async function fsyncPath(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Points `current` at `generation` atomically; the old current becomes `previous`. */

@@ -50,6 +50,8 @@ export class Store {
   readonly metaDir: string;
   private readonly durable: boolean;
   private ready: Promise<void> | undefined;
+  /** Meta bucket directories (at most 256) known to exist: spares a mkdir per write. */
+  private readonly metaBuckets = new Set<string>();
 
   constructor(root: string, options: StoreOptions = {}) {
     this.root = path.resolve(root);
@@ -150,11 +152,12 @@ export class Store {
     await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
-    // A new file has none (only a version in place can), which spares two failing unlinks per write.
-    if (await fs.lstat(absolute).then(() => true, () => false)) {
+    // A new file has none (only a version in place can), which spares two failing unlinks per write;
+    // in a directory this write just created there is no old version, which spares the lstat too.
+    const placed = await placeFile(temp.path, absolute, this.root, async (freshDirectory) => {
+      if (freshDirectory || !(await fs.lstat(absolute).then(() => true, () => false))) return;
       for (const suffix of SIBLING_SUFFIXES) await fs.unlink(absolute + suffix).catch(() => undefined);
-    }
-    const placed = await placeFile(temp.path, absolute, this.root);
+    });
     if (placed.ok) temp.moved();
     if (!placed.ok) {
       await fs.rm(this.metaPathFor(meta.file), { force: true });
@@ -225,8 +228,21 @@ export class Store {
       // its tags are in the tag logs, and the page itself is fsynced.
       await temp.finish(false);
       const target = this.metaPathFor(meta.file);
-      await makeDirectories(path.dirname(target), this.root);
-      await fs.rename(temp.path, target);
+      const bucket = path.dirname(target);
+      if (!this.metaBuckets.has(bucket)) {
+        await makeDirectories(bucket, this.root);
+        this.metaBuckets.add(bucket);
+      }
+      try {
+        await fs.rename(temp.path, target);
+      } catch (error) {
+        // The bucket was removed since (purge --all, a deleted state directory): make it again.
+        if (!isErrno(error, 'ENOENT')) throw error;
+        this.metaBuckets.delete(bucket);
+        await makeDirectories(bucket, this.root);
+        await fs.rename(temp.path, target);
+        this.metaBuckets.add(bucket);
+      }
       temp.moved();
     } finally {
       await temp.discard();
@@ -306,7 +322,7 @@ export class TempFile {
     await this.chain;
     if (this.error !== undefined) throw this.error;
     const handle = await this.opening;
-    await handle.chmod(FILE_MODE);
+    if (umaskStrips(FILE_MODE)) await handle.chmod(FILE_MODE);
     if (mtime !== undefined) await handle.utimes(mtime, mtime);
     if (durable) await handle.datasync();
     this.closed = true;
@@ -332,11 +348,13 @@ export class TempFile {
 
 /**
  * Creates `dir` and any missing parents below `stopAt` with mode 0755 whatever the umask. Throws ENOTDIR
- * or EEXIST when a file stands where a directory is needed.
+ * or EEXIST when a file stands where a directory is needed. Resolves to true when `dir` itself was
+ * created by this call (so it is empty).
  */
-export async function makeDirectories(dir: string, stopAt: string): Promise<void> {
+export async function makeDirectories(dir: string, stopAt: string): Promise<boolean> {
   const first = await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
-  if (first === undefined) return;
+  if (first === undefined) return false;
+  if (!umaskStrips(DIR_MODE)) return true;
   // mkdir's mode is masked by the umask; fix every directory this call created, from the top down.
   let current = dir;
   const created: string[] = [];
@@ -345,13 +363,24 @@ export async function makeDirectories(dir: string, stopAt: string): Promise<void
     current = path.dirname(current);
   }
   for (const created_dir of created.reverse()) await fs.chmod(created_dir, DIR_MODE);
+  return true;
 }
 
-async function placeFile(source: string, target: string, root: string): Promise<{ ok: true } | { ok: false; reason: string }> {
+/**
+ * True when the process umask clears bits of `mode`, so a file or directory created with it needs a
+ * chmod to end up with exactly `mode`. With the usual umask (022) nothing is cleared and the chmod
+ * (one system call through the thread pool per file) is skipped. Read at each use: umask can change.
+ */
+function umaskStrips(mode: number): boolean {
+  return (process.umask() & mode) !== 0;
+}
+
+/** `beforeRename` runs once the parent exists, told whether this attempt created it. */
+async function placeFile(source: string, target: string, root: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
   // A concurrent purge may prune the parent directory between mkdir and rename; try again then.
   for (let attempt = 0; ; attempt++) {
     try {
-      await makeDirectories(path.dirname(target), root);
+      await beforeRename(await makeDirectories(path.dirname(target), root));
       await fs.rename(source, target);
       return { ok: true };
     } catch (error) {

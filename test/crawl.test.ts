@@ -53,6 +53,15 @@ function originHandler(context: Context) {
       res.end('<p>broken</p>');
     } else if (url === '/slow') {
       setTimeout(() => page('<p>slow</p>'), 2000);
+    } else if (url === '/cut') {
+      // Promises 1000 bytes, sends a few, then drops the connection.
+      res.writeHead(200, { 'Content-Type': html, 'Content-Length': '1000' });
+      res.write('<p>part');
+      setTimeout(() => res.socket?.destroy(), 50);
+    } else if (url === '/slow-body') {
+      res.writeHead(200, { 'Content-Type': html });
+      res.write('<p>part');
+      setTimeout(() => res.end('</p>'), 2000);
     } else if (url === '/moved') {
       res.writeHead(301, { Location: '/about', 'Content-Type': html });
       res.end();
@@ -179,6 +188,18 @@ crawlSuite('a timeout fails the URL; the others go on', async (context) => {
   assert.equal(await listFiles(context.root), ['about/index.html']);
 });
 
+crawlSuite('a body cut short or too slow fails the URL, leaves no file and no temp file; the others go on', async (context) => {
+  const result = await runCli(['crawl', await writeList(context, ['/cut', '/slow-body', '/missing', '/about', '/docs/']), '--origin', context.origin.url,
+    '--root', context.root, '--timeout', '500', '--retries', '0', '--concurrency', '1', '--json']);
+  assert.is(result.code, 1);
+  const report = JSON.parse(result.stdout) as { failures: Array<{ url: string; error: string; status?: number }> };
+  assert.equal(report.failures.map((f) => f.url), ['/cut', '/slow-body', '/missing']);
+  assert.match(report.failures[1]?.error ?? '', 'timed out after 500 ms');
+  assert.is(report.failures[2]?.status, 404);
+  assert.equal(await listFiles(context.root), ['about/index.html', 'docs/index.html']);
+  assert.equal(await fs.readdir(path.join(context.root, '.prerender', 'tmp')), []);
+});
+
 crawlSuite('3xx and policy refusals are skipped, not stored; tags and expiry are recorded', async (context) => {
   const result = await runCli(['crawl', await writeList(context, ['/moved', '/private', '/tagged']), '--origin', context.origin.url, '--root', context.root, '--json']);
   assert.is(result.code, 0, result.stderr);
@@ -286,6 +307,48 @@ swap.after.each(async (context) => {
   } finally {
     await nginx.stop();
   }
+});
+
+/** A `sync` on PATH that logs its arguments and where `current` pointed when it ran, then syncs (or fails). */
+async function fakeSync(context: SwapContext, fails: boolean): Promise<{ env: Record<string, string>; log: string }> {
+  const bin = path.join(context.dir, 'bin');
+  const log = path.join(context.dir, 'sync.log');
+  await fs.mkdir(bin, { recursive: true });
+  await fs.writeFile(path.join(bin, 'sync'), `#!/bin/sh
+echo "$* current=$(readlink '${path.join(context.base, 'current')}')" >> '${log}'
+${fails ? 'exit 1' : 'exec /bin/sync "$@"'}
+`, { mode: 0o755 });
+  return { env: { PATH: `${bin}:${process.env.PATH ?? ''}` }, log };
+}
+
+swap('the new generation is flushed to disk once, before current switches to it', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, Array.from({ length: 20 }, (_, i) => `/v/${i}`).join('\n'));
+  const { env, log } = await fakeSync(context, false);
+  for (const round of [1, 2]) {
+    const result = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base, '--json'], { env });
+    assert.is(result.code, 0, result.stderr);
+    const generation = (JSON.parse(result.stdout) as { root: string }).root;
+    const lines = (await fs.readFile(log, 'utf8')).trim().split('\n');
+    assert.is(lines.length, round, 'one flush per crawl');
+    const [flags, at] = (lines[round - 1] ?? '').split(' current=');
+    assert.is(flags, `-f ${generation}`);
+    assert.not.ok(at?.endsWith(path.basename(generation)), 'flushed before current pointed at it');
+    assert.ok((await fs.readlink(path.join(context.base, 'current'))).endsWith(path.basename(generation)));
+  }
+  const current = path.join(context.base, 'current');
+  for (let i = 0; i < 20; i++) assert.match(await fs.readFile(path.join(current, 'v', String(i), 'index.html'), 'utf8'), /^<p>v1<\/p>\.{100000}<p>v1<\/p>$/);
+  assert.equal(await fs.readdir(path.join(current, '.prerender', 'tmp')), []);
+});
+
+swap('without a working sync -f, every file is fsynced before the switch', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n/about\n/docs/\n');
+  const { env, log } = await fakeSync(context, true);
+  const result = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base], { env });
+  assert.is(result.code, 0, result.stderr);
+  assert.is((await fs.readFile(log, 'utf8')).trim().split('\n').length, 1);
+  assert.equal(await listFiles(path.join(context.base, 'current')), ['about/index.html', 'docs/index.html', 'v/1/index.html']);
 });
 
 (hasNginx ? swap : swap.skip)('a crawl with failures does not switch', async (context) => {
