@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
+import { postPath, renderPost } from '../fixtures/site/posts.js';
 import { parseContentType } from '../src/mime.js';
 import { listFiles, nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
@@ -115,6 +116,19 @@ for (const page of pages) {
   const plain = await request(context.nginx.port, '/docs');
   assert.is(plain.status, 404, '/docs is not a page of the fixture site');
   assert.is(plain.headers['x-cache'], 'MISS');
+});
+
+(hasNginx ? mapping : mapping.skip)('a page the app renders on every request is served from disk as rendered', async (context) => {
+  const target = postPath(7);
+  const miss = await request(context.nginx.port, target);
+  assert.is(miss.headers['x-cache'], 'MISS');
+  await context.cache.idle();
+  const hit = await request(context.nginx.port, target);
+  assert.is(hit.headers['x-cache'], 'HIT');
+  assert.is(hit.body.toString(), renderPost(7));
+  assert.ok(miss.body.equals(hit.body));
+  assert.is(await fs.readFile(path.join(context.root, 'posts', '7', 'index.html'), 'utf8'), renderPost(7));
+  assert.is(context.app.hits.get(target), 1, 'the hit never reached the app');
 });
 
 (hasNginx ? mapping : mapping.skip)('misses reuse idle connections to the app instead of opening one each', async (context) => {
