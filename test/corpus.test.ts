@@ -12,21 +12,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { createCache } from '../src/index.js';
 import { encodePath, toCachePath } from '../src/url-path.js';
+import { seededRandom as prng } from '../fixtures/random.js';
 import { listFiles, nginxAvailable, removeDir, startNginx, startServer, tempDir } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
-/** Deterministic, so a failure names a target that can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const pieces = [
   'a', 'b', 'page', 'x.css', 'x.json', 'index.html', 'v1.2', 'a..b', '.well-known', '.prerender', '%2eprerender',
