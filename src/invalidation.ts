@@ -31,6 +31,8 @@ interface Journal {
   tags: Map<string, number>;
   files: Map<string, number>;
   prefixes: Map<string, number>;
+  /** The catch-up in progress: reads of one journal run one at a time, each from the offset the last left. */
+  reading: Promise<void>;
 }
 
 export class Invalidations {
@@ -118,7 +120,7 @@ export class Invalidations {
   private async read(bucket: number): Promise<Journal> {
     let journal = this.journals.get(bucket);
     if (journal === undefined) {
-      journal = { offset: 0, all: -Infinity, tags: new Map(), files: new Map(), prefixes: new Map() };
+      journal = { offset: 0, all: -Infinity, tags: new Map(), files: new Map(), prefixes: new Map(), reading: Promise.resolve() };
       this.journals.set(bucket, journal);
     }
     const file = this.journalPath(bucket);
@@ -130,6 +132,17 @@ export class Invalidations {
       throw error;
     }
     if (size <= journal.offset) return journal;
+    // Concurrent checks in this process must not read the same bytes twice (the offset would then
+    // skip records) or from an offset that moved under them: catch-ups queue, and each reads on from
+    // wherever the previous one stopped, up to the size this check saw.
+    const catchUp = journal.reading.then(() => this.readFrom(file, journal, size));
+    journal.reading = catchUp.catch(() => undefined);
+    await catchUp;
+    return journal;
+  }
+
+  private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
+    if (size <= journal.offset) return;
     const handle = await fs.open(file, 'r');
     let text: string;
     try {
@@ -143,7 +156,6 @@ export class Invalidations {
     const complete = text.lastIndexOf('\n') + 1;
     journal.offset += Buffer.byteLength(text.slice(0, complete));
     for (const line of text.slice(0, complete).split('\n')) apply(journal, line);
-    return journal;
   }
 }
 
