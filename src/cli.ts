@@ -9,6 +9,7 @@ import { brotliModuleInstalled, nginxConfig } from './nginx-config.js';
 import type { Readable } from 'node:stream';
 import { CacheRoot } from './cache-root.js';
 import { crawl, type CrawlReport } from './crawl.js';
+import { holdYoungGeneration } from './young-generation.js';
 import { doctor } from './doctor.js';
 import { rollback } from './generations.js';
 import { ENCODINGS } from './precompress.js';
@@ -116,6 +117,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .action(async (source: string, options: CrawlCliOptions) => {
       if (options.maxDepth !== '3' && options.follow !== true) throw new PrerenderError('EUSAGE', '--max-depth is only used with --follow');
       const reporter = progressReporter({ write: io.stderr, isTTY: io.stderrIsTTY });
+      // Only here, in a process the CLI owns: crawl() called from an app's process leaves its V8 alone.
+      const releaseYoungGeneration = holdYoungGeneration();
       const report = await crawl({
         source,
         origin: options.origin,
@@ -129,7 +132,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         precompress: options.precompress === true ? ENCODINGS : [],
         stdin: io.stdin,
         onProgress: (progress) => reporter.update(progress),
-      });
+      }).finally(releaseYoungGeneration);
       reporter.finish();
       if (options.json === true) io.stdout(`${JSON.stringify(report)}\n`);
       else io.stdout(crawlSummary(report));

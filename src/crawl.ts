@@ -18,7 +18,6 @@ import { SeenSet } from './seen-set.js';
 import type { Encoding } from './precompress.js';
 import { openSource, type SourceItem } from './sources.js';
 import { REFUSAL_MESSAGES, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
-import { holdYoungGeneration } from './young-generation.js';
 
 export interface CrawlOptions {
   /** A URL-list file, a sitemap file or URL (`.xml`, gzip too), or `-` for stdin. */
@@ -99,16 +98,6 @@ const MAX_LISTED = 1000;
 const MAX_BACKOFF_MS = 30_000;
 
 export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
-  // Memory must not grow with the list: see young-generation.ts for what V8 would otherwise add.
-  const release = holdYoungGeneration();
-  try {
-    return await crawlAll(options);
-  } finally {
-    release();
-  }
-}
-
-async function crawlAll(options: CrawlOptions): Promise<CrawlReport> {
   const origin = parseOrigin(options.origin);
   const concurrency = wholeNumber(options.concurrency ?? 8, 'concurrency', 1);
   const retries = wholeNumber(options.retries ?? 2, 'retries', 0);

@@ -1,5 +1,7 @@
 /**
- * Caps V8's young generation at a small fixed size while a crawl runs.
+ * Caps V8's young generation at a small fixed size while `prerender crawl` runs. The CLI holds it,
+ * never the library: it changes V8 flags of the running process (which Node documents as unsupported
+ * once V8 runs) and forces full collections, fine for a process the CLI owns and not for an app's.
  *
  * V8 doubles the young generation (up to 16 MB a semi-space, three semi-spaces in all) each time the
  * bytes that survived scavenges since its last growth exceed its size. That total only ever adds up,

@@ -372,7 +372,7 @@ swap.run();
 
 // ---
 
-const youngGeneration = suite('young generation held by a crawl');
+const youngGeneration = suite('young generation held by the crawl command');
 
 const newSpaceBytes = (): number => v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
 
