@@ -89,6 +89,9 @@ export class CacheRoot {
         await this.tags.appendUntilIndexed(log, [meta.file], first);
         if (this.tags.needsCompaction(log, await this.tags.size(log))) await this.compact(log);
       }
+      // A purge that began before this render started (so it does not refuse it) may have taken the
+      // record between its write and the rename; the tag records were made good just above.
+      await this.store.restoreMeta(meta, placed.inode);
       if (this.precompress.length > 0 && isCompressible(meta.mediaType, meta.size)) {
         // Siblings are an optimisation: without them nginx serves the plain file, so a failure here
         // (disk full, say) does not undo the store.

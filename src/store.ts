@@ -174,6 +174,19 @@ export class Store {
     if (stats?.ino === inode) await this.remove(file);
   }
 
+  /**
+   * Writes `meta` again if its record is gone while this version of the file (by inode) is in place:
+   * a purge that read the file's tag log between `place`'s record write and its rename removes the
+   * record but finds no file yet. Without this the file would stay unlisted and never expire.
+   */
+  async restoreMeta(meta: EntryMeta, inode: number): Promise<void> {
+    if (await fs.access(this.metaPathFor(meta.file)).then(() => true, () => false)) return;
+    const absolute = this.resolve(meta.file);
+    if (absolute === undefined) return;
+    const stats = await fs.lstat(absolute).catch(() => undefined);
+    if (stats?.ino === inode) await this.writeMeta(meta);
+  }
+
   metaPathFor(file: string): string {
     const hash = createHash('sha1').update(file).digest('hex');
     return path.join(this.metaDir, hash.slice(0, 2), `${hash}.json`);

@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
+import { Store } from '../src/store.js';
 import { listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -267,6 +268,42 @@ interface BadContext {
   dir: string;
   root: string;
 }
+
+const records = suite('index records survive a purge that raced the rename');
+
+records('a record taken while its file was not yet placed is written again, never for another version', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  const cache = createCache({ root, log: () => undefined });
+  const app = await startServer(cache.wrap((req, res) => {
+    res.setHeader('Content-Type', html);
+    res.setHeader('Cache-Tag', 'feed');
+    res.end('<p>page</p>');
+  }));
+  try {
+    await request(app.port, '/page');
+    await cache.idle();
+    const store = new Store(root);
+    const meta = await store.readMeta('page/index.html');
+    assert.ok(meta, 'stored with a record');
+    if (meta === undefined) return;
+    const inode = (await fs.stat(path.join(root, 'page', 'index.html'))).ino;
+    // What the purge leaves when it runs between the record's write and the file's rename.
+    await fs.rm(store.metaPathFor('page/index.html'));
+    await store.restoreMeta(meta, inode + 1);
+    assert.is(await store.readMeta('page/index.html'), undefined, 'another version in place: not ours to describe');
+    await store.restoreMeta(meta, inode);
+    assert.equal(await store.readMeta('page/index.html'), meta);
+  } finally {
+    await app.close();
+    await cache.close();
+    await removeDir(dir);
+  }
+});
+
+records.run();
+
+// ---
 
 const bad = suite<BadContext>('bad purge input: exit 2, a clear message, nothing deleted');
 const seeded = ['a/index.html', 'b/index.html', 'x.css'];
