@@ -2,11 +2,13 @@
  * Fetches one page from the origin and stores it under the same policy, mapping and write protocol as
  * the middleware. Used by refresh (purge/sweep --refresh) and by the crawler.
  *
- * The request goes through `node:http` directly, not a fetch API: a crawl makes one request per URL,
- * and a fetch needs an `AbortSignal` per request for its timeout. `AbortSignal.timeout` cannot be
- * cancelled, so every finished request left a signal and a 30 s timer behind (thousands alive at crawl
- * speed), and `AbortSignal.any` retains its inputs on Node 20 (nodejs/node#48419, #55328). Here one
- * timer per request is cleared when the request ends, and an aborted page is `req.destroy()`.
+ * The request goes through `node:http` directly, not node-fetch (which still fetches sitemaps): a crawl
+ * makes one request per URL, and node-fetch adds a Request, a Response, Headers and a stream copy of
+ * the body to each, which showed in the crawl's profile. Its timeout also needs an AbortSignal; the
+ * `AbortSignal.timeout` used before cannot be cancelled, so every finished request left a signal and
+ * a 30 s timer behind (thousands alive at crawl speed, and `AbortSignal.any` retains its inputs on
+ * Node 20: nodejs/node#48419, #55328). Here one timer per request is cleared when the request ends,
+ * and an aborted page is `req.destroy()`.
  */
 import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https, { type Agent as HttpsAgent } from 'node:https';
