@@ -2,7 +2,7 @@
  * Crawl speed and memory, through the real CLI (bin/prerender.js, built dist/) in a child process:
  * a. 3,000 distinct pages of a few KB from a loopback nginx origin, `prerender crawl` against
  *    `wget2 -i` on the same URL list, both 8 at a time (goal: prerender faster, ratio < 1). Wall time
- *    includes each program's start-up; median of 3 runs each, taking turns.
+ *    includes each program's start-up; median of 5 runs each, taking turns.
  * b. peak RSS of `prerender crawl` over 1k and over 100k URLs from an nginx that answers every path
  *    at once (goal: the list's length costs no memory, ratio ~1): the source is streamed and the
  *    seen-set is a typed array, so a long list must not show up in RSS.
@@ -17,7 +17,7 @@ import type { BenchRow } from './report.js';
 
 const BENCH = 'crawl';
 const PAGES = 3_000;
-const RUNS = 3;
+const RUNS = 5;
 const CONCURRENCY = 8;
 const RSS_SIZES = [1_000, 100_000] as const;
 const RSS_CONCURRENCY = 16;
@@ -64,7 +64,7 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
   for (let round = 0; round <= RUNS; round++) {
     const order: Tool[] = round % 2 === 0 ? ['prerender', 'wget2'] : ['wget2', 'prerender'];
     for (const tool of order) {
-      const seconds = await timedCrawl(tool, work, list, origin);
+      const seconds = await timedCrawl(tool, path.join(work, `out-${tool}-${round}`), list, origin);
       progress(`${tool} ${round === 0 ? 'warm-up' : `run ${round}/${RUNS}`}: ${PAGES} pages in ${seconds.toFixed(2)} s`);
       if (round > 0) times[tool].push(seconds);
     }
@@ -102,30 +102,28 @@ function staticServer(generated: string, root: string): string {
 
 /**
  * One crawl into a fresh directory. The previous run's files are synced to disk first, so that neither
- * tool is charged for the other's writeback (prerender fsyncs each file; wget2 does not).
+ * tool is charged for the other's writeback (prerender fsyncs each file; wget2 does not). For the same
+ * reason no output is deleted before the last run (they go with `work`): deleting a run's tree charged
+ * the next crawl for the file system's work of freeing it (this VM's disk is mounted with `discard`),
+ * which only a tool that fsyncs waits for. The same prerender crawl took 8.2 s right after such a
+ * deletion and 5.1-5.8 s otherwise.
  */
-async function timedCrawl(tool: Tool, work: string, list: string, origin: Nginx): Promise<number> {
-  const out = path.join(work, `out-${tool}`);
-  await removeDir(out);
+async function timedCrawl(tool: Tool, out: string, list: string, origin: Nginx): Promise<number> {
   await fs.mkdir(out, { mode: 0o755 });
   await execBounded('sync', [], { timeoutMs: 120_000 });
-  try {
-    if (tool === 'prerender') {
-      const run = await execBounded(process.execPath, crawlArgs(list, origin, out, CONCURRENCY), { timeoutMs: CRAWL_LIMIT_MS });
-      expectCrawl(run, PAGES, 'prerender crawl');
-      return run.ms / 1000;
-    }
-    const run = await execBounded('wget2', [
-      '--max-threads', String(CONCURRENCY), '--input-file', list, '--directory-prefix', out,
-      '--quiet', '--no-robots', '--force-directories', '--no-host-directories', '--tries', '1',
-    ], { timeoutMs: CRAWL_LIMIT_MS });
-    if (run.code !== 0) throw new Error(`${BENCH}: wget2 exited ${run.code ?? run.signal}: ${run.stderr.slice(0, 2000)}`);
-    const files = (await listFiles(out)).length;
-    if (files !== PAGES) throw new Error(`${BENCH}: wget2 wrote ${files} files, expected ${PAGES}`);
+  if (tool === 'prerender') {
+    const run = await execBounded(process.execPath, crawlArgs(list, origin, out, CONCURRENCY), { timeoutMs: CRAWL_LIMIT_MS });
+    expectCrawl(run, PAGES, 'prerender crawl');
     return run.ms / 1000;
-  } finally {
-    await removeDir(out);
   }
+  const run = await execBounded('wget2', [
+    '--max-threads', String(CONCURRENCY), '--input-file', list, '--directory-prefix', out,
+    '--quiet', '--no-robots', '--force-directories', '--no-host-directories', '--tries', '1',
+  ], { timeoutMs: CRAWL_LIMIT_MS });
+  if (run.code !== 0) throw new Error(`${BENCH}: wget2 exited ${run.code ?? run.signal}: ${run.stderr.slice(0, 2000)}`);
+  const files = (await listFiles(out)).length;
+  if (files !== PAGES) throw new Error(`${BENCH}: wget2 wrote ${files} files, expected ${PAGES}`);
+  return run.ms / 1000;
 }
 
 function timeRow(label: string, seconds: readonly number[]): BenchRow {
