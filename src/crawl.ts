@@ -256,8 +256,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     if (report.swapped) {
       await flushGeneration(dir);
       await publishGeneration(options.root, dir);
+    } else {
+      await discardGeneration(dir);
     }
-    else await discardGeneration(dir);
   }
   report.durationMs = Date.now() - started;
   return report;

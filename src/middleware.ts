@@ -52,7 +52,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   if (saturated) context.skip(url ?? '', BUSY);
   if (!requestVerdict.store) {
     // Most requests a busy or refusing cache sees: they only need the tag headers kept from the client.
-    stripTagHeaders(res);
+    interceptHead(res);
     return;
   }
   const host = requestVerdict.host;
@@ -72,13 +72,9 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     sink = undefined;
   };
 
-  const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
-  res.writeHead = function writeHead(this: Response, statusCode: number, ...rest: unknown[]) {
-    const reason = foldHeaders(this, rest);
-    const all = this.getHeaders();
-    for (const name of TAG_HEADERS) this.removeHeader(name);
+  interceptHead(res, (head, statusCode, headers) => {
     if (target !== undefined) {
-      const verdict = checkResponse(statusCode, all, target, Date.now());
+      const verdict = checkResponse(statusCode, headers, target, Date.now());
       const temp = verdict.store ? context.openTemp(host) : undefined;
       if (!verdict.store) {
         abandon(verdict.reason, verdict.tagError);
@@ -92,14 +88,14 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
         // The body is still captured and stored: the app wrote it, only the wire drops it.
         const mtime = mtimeSeconds(verdict.lastModified, renderedAt);
         const etag = verdict.contentLength === undefined ? undefined : nginxEtag(mtime, verdict.contentLength);
-        if (etag !== undefined) this.setHeader('ETag', etag);
-        else this.removeHeader('ETag');
-        this.setHeader('Last-Modified', httpDate(mtime));
-        if (notModified(req.headers, etag, mtime)) statusCode = 304;
+        if (etag !== undefined) head.setHeader('ETag', etag);
+        else head.removeHeader('ETag');
+        head.setHeader('Last-Modified', httpDate(mtime));
+        if (notModified(req.headers, etag, mtime)) return 304;
       }
     }
-    return reason === undefined ? originalWriteHead.call(this, statusCode) : originalWriteHead.call(this, statusCode, reason);
-  } as WriteHead;
+    return statusCode;
+  });
 
   const tee = (chunk: unknown, encoding: unknown): void => {
     if (sink === undefined || chunk === undefined || chunk === null || typeof chunk === 'function') return;
@@ -137,13 +133,19 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
   });
 }
 
-/** Only keeps the tag headers from reaching the client: the whole job for a response never stored. */
-function stripTagHeaders(res: Response): void {
+/**
+ * Wraps writeHead, which every response's head passes through (write and end call it implicitly):
+ * headers given to it are folded into the response, `decide` sees all of them and may change the
+ * status, and tag headers are then removed so they never reach the client. Without `decide`, that
+ * removal is the whole job, as for a response that is never stored.
+ */
+function interceptHead(res: Response, decide?: (head: Response, statusCode: number, headers: OutgoingHttpHeaders) => number): void {
   const originalWriteHead = res.writeHead as (this: Response, statusCode: number, reason?: string) => Response;
   res.writeHead = function writeHead(this: Response, statusCode: number, ...rest: unknown[]) {
     const reason = foldHeaders(this, rest);
+    const status = decide === undefined ? statusCode : decide(this, statusCode, this.getHeaders());
     for (const name of TAG_HEADERS) this.removeHeader(name);
-    return reason === undefined ? originalWriteHead.call(this, statusCode) : originalWriteHead.call(this, statusCode, reason);
+    return reason === undefined ? originalWriteHead.call(this, status) : originalWriteHead.call(this, status, reason);
   } as WriteHead;
 }
 

@@ -84,6 +84,7 @@ export function nginxConfig(options: NginxConfigOptions): string {
     ? ''
     : `    if ($http_cookie ~ "(^|;)\\s*(${cookies.map((name) => name.replaceAll('.', '\\.')).join('|')})\\s*(=|;|$)") { return 418; }\n`;
 
+  const app = new URL(upstream);
   const upstreamName = `prerender_${createHash('sha256').update(JSON.stringify([root, upstream, listen, serverName, hosts, options.multiSite === true])).digest('hex').slice(0, 12)}`;
   const brotliNote = options.brotli === true ? ' and <file>.br' : '';
   const brotliLine = options.brotli === true ? '    brotli_static on;\n' : '';
@@ -93,7 +94,7 @@ export function nginxConfig(options: NginxConfigOptions): string {
 # Misses reuse idle connections to the app instead of opening one per request. Idle ones are closed
 # after 4 s, before Node's default keepAliveTimeout (5 s) would close them under nginx (a 502).
 upstream ${upstreamName} {
-    server ${upstreamServer(upstream)};
+    server ${app.hostname}:${app.port === '' ? (app.protocol === 'https:' ? '443' : '80') : app.port};
     keepalive 32;
     keepalive_timeout 4s;
 }
@@ -144,7 +145,7 @@ ${cookieTest}${hostTest}
     }
 
     location @app {
-        proxy_pass ${new URL(upstream).protocol}//${upstreamName};
+        proxy_pass ${app.protocol}//${upstreamName};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
@@ -161,12 +162,6 @@ ${cookieTest}${hostTest}
     }
 }
 `;
-}
-
-/** `scheme://host[:port]` -> the `host:port` of an upstream `server` line, default ports spelled out. */
-function upstreamServer(origin: string): string {
-  const url = new URL(origin);
-  return `${url.hostname}:${url.port === '' ? (url.protocol === 'https:' ? '443' : '80') : url.port}`;
 }
 
 function checkRoot(root: string): string {
