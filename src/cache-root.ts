@@ -9,6 +9,7 @@
  * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode);
  * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
  */
+import { fileIo, type IoMode } from './file-io.js';
 import { Invalidations } from './invalidation.js';
 import { isCompressible, writeSiblings, type Encoding } from './precompress.js';
 import type { StorableResponse } from './policy.js';
@@ -28,6 +29,12 @@ export interface CacheRootOptions {
   maxRenderMs?: number;
   /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
   precompress?: readonly Encoding[];
+  /**
+   * How writes call the file system: `'blocking'` is several times cheaper per call but stalls the
+   * event loop while the disk does; for a process that serves nothing else (the crawl). See file-io.ts.
+   * @default 'threadPool'
+   */
+  io?: IoMode;
 }
 
 /** The index record for a response about to be stored. */
@@ -55,9 +62,10 @@ export class CacheRoot {
 
   constructor(root: string, options: CacheRootOptions = {}) {
     this.precompress = options.precompress ?? [];
-    this.store = new Store(root, { durable: options.durable ?? true });
+    const io = options.io ?? 'threadPool';
+    this.store = new Store(root, { durable: options.durable ?? true, io });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
-    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000);
+    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo(io));
   }
 
   get root(): string {

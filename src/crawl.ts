@@ -122,7 +122,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
   // With swap, nothing in the generation is visible until `current` switches to it, so files are not
   // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
-  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true });
+  // The crawl's event loop only serves its own fetches: blocking file-system calls cost it less than
+  // handing each to the thread pool (file-io.ts), and a slow disk should slow the crawl anyway.
+  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: 'blocking' });
   try {
     await root.store.init();
   } catch (error) {

@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isErrno } from './errors.js';
+import { fileIo, type FileIo } from './file-io.js';
 import { makeDirectories } from './store.js';
 
 export interface InvalidationTarget {
@@ -40,11 +40,13 @@ export class Invalidations {
   readonly maxRenderMs: number;
   private readonly root: string;
   private readonly journals = new Map<number, Journal>();
+  private readonly io: FileIo;
 
-  constructor(stateDir: string, root: string, maxRenderMs: number) {
+  constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo('threadPool')) {
     this.dir = path.join(stateDir, 'inval');
     this.root = root;
     this.maxRenderMs = maxRenderMs;
+    this.io = io;
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
@@ -124,14 +126,9 @@ export class Invalidations {
       this.journals.set(bucket, journal);
     }
     const file = this.journalPath(bucket);
-    let size: number;
-    try {
-      size = (await fs.stat(file)).size;
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return journal;
-      throw error;
-    }
-    if (size <= journal.offset) return journal;
+    // Usually there is no journal (nothing purged lately): that answer must not cost an exception.
+    const size = (await this.io.stat(file))?.size;
+    if (size === undefined || size <= journal.offset) return journal;
     // Concurrent checks in this process must not read the same bytes twice (the offset would then
     // skip records) or from an offset that moved under them: catch-ups queue, and each reads on from
     // wherever the previous one stopped, up to the size this check saw.

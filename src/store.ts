@@ -5,9 +5,10 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
-import fs, { type FileHandle } from 'node:fs/promises';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
+import { fileIo, type FileIo, type IoMode } from './file-io.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
 
 export const FILE_MODE = 0o644;
@@ -20,6 +21,12 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 export interface StoreOptions {
   /** fsync files before renaming them into place, so a power cut cannot leave an empty page. @default true */
   durable?: boolean;
+  /**
+   * How the write path calls the file system (file-io.ts): through libuv's thread pool, or blocking
+   * the calling thread, which costs several times less but stalls the event loop while the disk does.
+   * @default 'threadPool'
+   */
+  io?: IoMode;
 }
 
 /** What the index keeps about one stored file (`.prerender/meta/<hash>.json`). */
@@ -42,6 +49,12 @@ export interface EntryMeta {
 export type PlaceResult = { stored: true; absolute: string; inode: number } | { stored: false; reason: string };
 
 let tempCounter = 0;
+/**
+ * Temp names are `<pid>-<process tag>-<counter>.tmp`: the pid lets `removeStaleTemps` tell a live
+ * writer's files, and the tag, drawn once, keeps two processes with the same pid (containers sharing
+ * a volume) apart.
+ */
+const PROCESS_TAG = randomBytes(4).toString('hex');
 
 export class Store {
   readonly root: string;
@@ -49,6 +62,7 @@ export class Store {
   readonly tempDir: string;
   readonly metaDir: string;
   private readonly durable: boolean;
+  private readonly io: FileIo;
   private ready: Promise<void> | undefined;
   /** Meta bucket directories (at most 256) known to exist: spares a mkdir per write. */
   private readonly metaBuckets = new Set<string>();
@@ -59,6 +73,7 @@ export class Store {
     this.tempDir = path.join(this.stateDir, 'tmp');
     this.metaDir = path.join(this.stateDir, 'meta');
     this.durable = options.durable ?? true;
+    this.io = fileIo(options.io ?? 'threadPool');
   }
 
   /** Creates the root and state directories and removes temp files left by killed processes. */
@@ -122,15 +137,14 @@ export class Store {
    * response in flight) never waits.
    */
   openTemp(): TempFile {
-    const name = `${process.pid}-${++tempCounter}-${randomBytes(4).toString('hex')}.tmp`;
-    const file = path.join(this.tempDir, name);
+    const file = path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${++tempCounter}.tmp`);
     const opening = this.init().then(() =>
-      fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE)).catch((error: unknown) => {
+      this.io.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE)).catch((error: unknown) => {
       // The root (or its state directory) was deleted under us: set it up again for the next write.
       if (isErrno(error, 'ENOENT')) this.ready = undefined;
       throw error;
     });
-    return new TempFile(file, opening);
+    return new TempFile(file, opening, this.io);
   }
 
   /** Absolute path of a root-relative file, or undefined when it cannot be stored there. */
@@ -148,15 +162,17 @@ export class Store {
     const absolute = this.resolve(meta.file);
     if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
     await temp.finish(this.durable, meta.mtime);
-    const inode = (await fs.stat(temp.path)).ino;
+    const inode = (await this.io.stat(temp.path))?.ino;
+    // Only a deleted state directory (or another process mistaking this one for dead) does that.
+    if (inode === undefined) return { stored: false, reason: 'its temp file was deleted before it could be placed' };
     await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
     // A new file has none (only a version in place can), which spares two failing unlinks per write;
     // in a directory this write just created there is no old version, which spares the lstat too.
-    const placed = await placeFile(temp.path, absolute, this.root, async (freshDirectory) => {
-      if (freshDirectory || !(await fs.lstat(absolute).then(() => true, () => false))) return;
-      for (const suffix of SIBLING_SUFFIXES) await fs.unlink(absolute + suffix).catch(() => undefined);
+    const placed = await placeFile(this.io, temp.path, absolute, this.root, async (freshDirectory) => {
+      if (freshDirectory || (await this.io.lstat(absolute)) === undefined) return;
+      for (const suffix of SIBLING_SUFFIXES) await this.io.unlink(absolute + suffix).catch(() => undefined);
     });
     if (placed.ok) temp.moved();
     if (!placed.ok) {
@@ -170,7 +186,7 @@ export class Store {
   async unplace(file: string, inode: number): Promise<void> {
     const absolute = this.resolve(file);
     if (absolute === undefined) return;
-    const stats = await fs.lstat(absolute).catch(() => undefined);
+    const stats = await this.io.lstat(absolute).catch(() => undefined);
     if (stats?.ino === inode) await this.remove(file);
   }
 
@@ -180,10 +196,10 @@ export class Store {
    * record but finds no file yet. Without this the file would stay unlisted and never expire.
    */
   async restoreMeta(meta: EntryMeta, inode: number): Promise<void> {
-    if (await fs.access(this.metaPathFor(meta.file)).then(() => true, () => false)) return;
+    if ((await this.io.stat(this.metaPathFor(meta.file)).catch(() => undefined)) !== undefined) return;
     const absolute = this.resolve(meta.file);
     if (absolute === undefined) return;
-    const stats = await fs.lstat(absolute).catch(() => undefined);
+    const stats = await this.io.lstat(absolute).catch(() => undefined);
     if (stats?.ino === inode) await this.writeMeta(meta);
   }
 
@@ -243,17 +259,17 @@ export class Store {
       const target = this.metaPathFor(meta.file);
       const bucket = path.dirname(target);
       if (!this.metaBuckets.has(bucket)) {
-        await makeDirectories(bucket, this.root);
+        await makeDirectories(bucket, this.root, this.io);
         this.metaBuckets.add(bucket);
       }
       try {
-        await fs.rename(temp.path, target);
+        await this.io.rename(temp.path, target);
       } catch (error) {
         // The bucket was removed since (purge --all, a deleted state directory): make it again.
         if (!isErrno(error, 'ENOENT')) throw error;
         this.metaBuckets.delete(bucket);
-        await makeDirectories(bucket, this.root);
-        await fs.rename(temp.path, target);
+        await makeDirectories(bucket, this.root, this.io);
+        await this.io.rename(temp.path, target);
         this.metaBuckets.add(bucket);
       }
       temp.moved();
@@ -290,7 +306,9 @@ export class Store {
  */
 export class TempFile {
   readonly path: string;
-  private readonly opening: Promise<FileHandle>;
+  /** The descriptor, once open; the temp file owns it until `finish` or `discard` closes it. */
+  private readonly opening: Promise<number>;
+  private readonly io: FileIo;
   private chain: Promise<unknown>;
   private closed = false;
   private renamed = false;
@@ -301,9 +319,10 @@ export class TempFile {
   /** The first error from opening or writing; `finish` throws it. */
   error: unknown;
 
-  constructor(file: string, opening: Promise<FileHandle>) {
+  constructor(file: string, opening: Promise<number>, io: FileIo) {
     this.path = file;
     this.opening = opening;
+    this.io = io;
     this.chain = opening.catch((error: unknown) => {
       this.error ??= error;
     });
@@ -314,7 +333,7 @@ export class TempFile {
     this.bytes += length;
     this.backlog += length;
     this.chain = this.chain.then(async () => {
-      if (this.error === undefined) await (await this.opening).write(chunk);
+      if (this.error === undefined) await this.io.write(await this.opening, chunk);
     }).catch((error: unknown) => {
       this.error ??= error;
     }).finally(() => {
@@ -334,28 +353,29 @@ export class TempFile {
   async finish(durable: boolean, mtime?: number): Promise<void> {
     await this.chain;
     if (this.error !== undefined) throw this.error;
-    const handle = await this.opening;
-    if (umaskStrips(FILE_MODE)) await handle.chmod(FILE_MODE);
-    if (mtime !== undefined) await handle.utimes(mtime, mtime);
-    if (durable) await handle.datasync();
+    const fd = await this.opening;
+    if (umaskStrips(FILE_MODE)) await this.io.fchmod(fd, FILE_MODE);
+    if (mtime !== undefined) await this.io.futimes(fd, mtime);
+    if (durable) await this.io.fdatasync(fd);
     this.closed = true;
-    await handle.close();
+    await this.io.close(fd);
   }
 
-  /** Closes and unlinks the temp file; safe to call more than once and after a rename. */
   /** Call after renaming the file into place: `discard` then has nothing to unlink. */
   moved(): void {
     this.renamed = true;
   }
 
+  /** Closes and unlinks the temp file; safe to call more than once and after a rename. */
   async discard(): Promise<void> {
     await this.chain;
     if (!this.closed) {
+      // Set before the close is awaited: a descriptor number closed twice may by then be another file's.
       this.closed = true;
-      const handle = await this.opening.catch(() => undefined);
-      await handle?.close().catch(() => undefined);
+      const fd = await this.opening.catch(() => undefined);
+      if (fd !== undefined) await this.io.close(fd).catch(() => undefined);
     }
-    if (!this.renamed) await fs.unlink(this.path).catch(() => undefined);
+    if (!this.renamed) await this.io.unlink(this.path).catch(() => undefined);
   }
 }
 
@@ -364,8 +384,8 @@ export class TempFile {
  * or EEXIST when a file stands where a directory is needed. Resolves to true when `dir` itself was
  * created by this call (so it is empty).
  */
-export async function makeDirectories(dir: string, stopAt: string): Promise<boolean> {
-  const first = await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+export async function makeDirectories(dir: string, stopAt: string, io: FileIo = fileIo('threadPool')): Promise<boolean> {
+  const first = await io.mkdirp(dir, DIR_MODE);
   if (first === undefined) return false;
   if (!umaskStrips(DIR_MODE)) return true;
   // mkdir's mode is masked by the umask; fix every directory this call created, from the top down.
@@ -375,7 +395,7 @@ export async function makeDirectories(dir: string, stopAt: string): Promise<bool
     created.push(current);
     current = path.dirname(current);
   }
-  for (const created_dir of created.reverse()) await fs.chmod(created_dir, DIR_MODE);
+  for (const createdDir of created.reverse()) await io.chmod(createdDir, DIR_MODE);
   return true;
 }
 
@@ -389,12 +409,12 @@ function umaskStrips(mode: number): boolean {
 }
 
 /** `beforeRename` runs once the parent exists, told whether this attempt created it. */
-async function placeFile(source: string, target: string, root: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
+async function placeFile(io: FileIo, source: string, target: string, root: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
   // A concurrent purge may prune the parent directory between mkdir and rename; try again then.
   for (let attempt = 0; ; attempt++) {
     try {
-      await beforeRename(await makeDirectories(path.dirname(target), root));
-      await fs.rename(source, target);
+      await beforeRename(await makeDirectories(path.dirname(target), root, io));
+      await io.rename(source, target);
       return { ok: true };
     } catch (error) {
       if (isErrno(error, 'ENOTDIR', 'EEXIST')) return { ok: false, reason: 'a file stands where a directory is needed' };

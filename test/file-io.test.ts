@@ -1,0 +1,113 @@
+/**
+ * The two flavours of the write path's file-system calls must be interchangeable: the same answers,
+ * the same errors, the same files on disk. Each suite runs once per flavour.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { CacheRoot, entryFor } from '../src/cache-root.js';
+import { fileIo, type IoMode } from '../src/file-io.js';
+import type { StorableResponse } from '../src/policy.js';
+import { toCachePath } from '../src/url-path.js';
+import { listFiles, removeDir, tempDir } from './helpers.js';
+
+const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
+
+for (const mode of ['threadPool', 'blocking'] as const satisfies readonly IoMode[]) {
+  const calls = suite(`file-io ${mode}: calls`);
+  const io = fileIo(mode);
+
+  calls('a missing file or a file standing for a directory is undefined, not an error', async () => {
+    const dir = await tempDir();
+    try {
+      await fs.writeFile(path.join(dir, 'file'), 'x');
+      assert.is(await io.stat(path.join(dir, 'missing')), undefined);
+      assert.is(await io.lstat(path.join(dir, 'missing')), undefined);
+      assert.is(await io.stat(path.join(dir, 'file', 'below')), undefined, 'ENOTDIR');
+      assert.is((await io.stat(path.join(dir, 'file')))?.size, 1);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  calls('other errors reject with their errno code', async () => {
+    const dir = await tempDir();
+    try {
+      await fs.writeFile(path.join(dir, 'file'), 'x');
+      try {
+        await io.open(path.join(dir, 'file'), CREATE, 0o644);
+        assert.unreachable('O_EXCL over an existing file');
+      } catch (error) {
+        assert.is((error as NodeJS.ErrnoException).code, 'EEXIST');
+      }
+      try {
+        await io.rename(path.join(dir, 'missing'), path.join(dir, 'other'));
+        assert.unreachable('rename of a missing file');
+      } catch (error) {
+        assert.is((error as NodeJS.ErrnoException).code, 'ENOENT');
+      }
+      try {
+        await io.mkdirp(path.join(dir, 'file', 'below'), 0o755);
+        assert.unreachable('mkdir below a file');
+      } catch (error) {
+        assert.ok(['ENOTDIR', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? ''), String(error));
+      }
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  calls('write puts every byte down, futimes sets whole seconds, mkdirp names the first directory it made', async () => {
+    const dir = await tempDir();
+    try {
+      const file = path.join(dir, 'big');
+      const fd = await io.open(file, CREATE, 0o644);
+      // Larger than a pipe or page-cache chunk, so a short write would show.
+      const data = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+      await io.write(fd, data);
+      await io.futimes(fd, 1_700_000_000);
+      await io.fdatasync(fd);
+      await io.close(fd);
+      assert.ok((await fs.readFile(file)).equals(data));
+      assert.is((await fs.stat(file)).mtimeMs, 1_700_000_000_000);
+
+      assert.is(await io.mkdirp(path.join(dir, 'a', 'b', 'c'), 0o755), path.join(dir, 'a'));
+      assert.is(await io.mkdirp(path.join(dir, 'a', 'b', 'c'), 0o755), undefined);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  calls.run();
+
+  const commits = suite(`file-io ${mode}: a cache root writing with it`);
+
+  commits('stores pages with their index records, and a purge removes them', async () => {
+    const dir = await tempDir();
+    try {
+      const root = new CacheRoot(dir, { io: mode });
+      await root.store.init();
+      for (const urlPath of ['/', '/a/b', '/style.css', '/café']) {
+        const target = toCachePath(urlPath);
+        if (!target.ok) throw new Error(urlPath);
+        const temp = root.store.openTemp();
+        temp.write(Buffer.from(`page ${urlPath}`));
+        const renderedAt = Date.now();
+        const response: StorableResponse = { tags: ['t'], expiresAt: null, mustBeUtf8: false, contentLength: undefined, lastModified: null };
+        const result = await root.commit(temp, entryFor(target.value, response, renderedAt, temp.bytes));
+        assert.equal(result, { stored: true }, urlPath);
+        assert.is(await fs.readFile(path.join(dir, target.value.file), 'utf8'), `page ${urlPath}`);
+        assert.is((await root.store.readMeta(target.value.file))?.urlPath, urlPath);
+      }
+      assert.equal((await listFiles(dir)).sort(), ['a/b/index.html', 'café/index.html', 'index.html', 'style.css']);
+      // No temp file is left behind.
+      assert.equal(await fs.readdir(root.store.tempDir), []);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  commits.run();
+}
