@@ -3,6 +3,8 @@
  * a. 3,000 distinct pages of a few KB from a loopback nginx origin, `prerender crawl` against
  *    `wget2 -i` on the same URL list, both 8 at a time (goal: prerender faster, ratio < 1). Wall time
  *    includes each program's start-up; median of 5 runs each, taking turns.
+ *    Also timed, taking turns with the two: a fresh node process that only fetches the same list 8 at
+ *    a time and writes nothing, the floor under any crawler written for Node.
  * b. peak RSS of `prerender crawl` over 1k and over 100k URLs from an nginx that answers every path
  *    at once (goal: the list's length costs no memory, ratio ~1): the source is streamed and the
  *    seen-set is a typed array, so a long list must not show up in RSS.
@@ -30,7 +32,7 @@ const UNUSED_UPSTREAM = 'http://127.0.0.1:9';
 const SMALL_PAGE = '<!doctype html><html><head><meta charset=utf-8><title>bench</title></head><body><p>a small page</p></body></html>';
 
 type Defer = (cleanup: () => Promise<void>) => void;
-type Tool = 'prerender' | 'wget2';
+type Tool = 'prerender' | 'wget2' | 'fetch only';
 
 interface CrawlJson {
   counts: { stored: number; skipped: number; failed: number; total: number };
@@ -59,23 +61,57 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
   const list = path.join(work, 'urls.txt');
   await fs.writeFile(list, Array.from({ length: PAGES }, (_, i) => `${origin.url}/p/${i}\n`).join(''));
 
-  const times: Record<Tool, number[]> = { prerender: [], wget2: [] };
+  const times: Record<Tool, number[]> = { prerender: [], wget2: [], 'fetch only': [] };
+  const tools = Object.keys(times) as Tool[];
   // Round 0 is a warm-up: nginx's first pass over the files and the tools' first start-up are not timed.
   for (let round = 0; round <= RUNS; round++) {
-    const order: Tool[] = round % 2 === 0 ? ['prerender', 'wget2'] : ['wget2', 'prerender'];
+    // Each tool takes each place in the order in turn, so none always runs right after another.
+    const order = tools.map((_, i) => tools[(i + round) % tools.length] as Tool);
     for (const tool of order) {
-      const seconds = await timedCrawl(tool, path.join(work, `out-${tool}-${round}`), list, origin);
+      const seconds = await timedCrawl(tool, path.join(work, `out-${tool.replace(' ', '-')}-${round}`), list, origin);
       progress(`${tool} ${round === 0 ? 'warm-up' : `run ${round}/${RUNS}`}: ${PAGES} pages in ${seconds.toFixed(2)} s`);
       if (round > 0) times[tool].push(seconds);
     }
   }
-  const ratio = median(times.prerender) / median(times.wget2);
+  const wget2 = median(times.wget2);
+  const ratio = median(times.prerender) / wget2;
+  const floorRatio = median(times['fetch only']) / wget2;
   return [
     timeRow('prerender crawl', times.prerender),
     timeRow('wget2 -i', times.wget2),
+    timeRow('node:http fetch only, nothing written', times['fetch only']),
     { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal < 1 (faster than wget2): ${ratio < 1 ? 'met' : 'NOT met'}` },
+    { bench: BENCH, case: 'ratio node:http fetch only/wget2', value: floorRatio, unit: 'x', note: 'no goal: a Node process that only fetches, against wget2 fetching and writing' },
   ];
 }
+
+/**
+ * The floor under any crawler written for Node: a fresh `node` (no loader, like bin/prerender.js)
+ * fetching the same list 8 at a time over keep-alive, bodies read and dropped. Argument: port, pages,
+ * concurrency; prints the bytes read.
+ */
+const FETCH_ONLY_SCRIPT = `
+const [port, pages, concurrency] = process.argv.slice(1).map(Number);
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+let next = 0;
+let bytes = 0;
+const fetchOne = (target) => new Promise((resolve, reject) => {
+  http.get({ host: '127.0.0.1', port, path: target, agent }, (response) => {
+    let received = 0;
+    response.on('data', (chunk) => { received += chunk.length; });
+    response.on('end', () => (response.statusCode === 200 ? resolve(received) : reject(new Error(target + ': ' + response.statusCode))));
+    response.on('error', reject);
+  }).on('error', reject);
+});
+await Promise.all(Array.from({ length: concurrency }, async () => {
+  while (next < pages) {
+    const received = await fetchOne('/p/' + next++);
+    bytes += received;
+  }
+}));
+agent.destroy();
+process.stdout.write(String(bytes));
+`;
 
 /** Distinct pages of about 4 KB, as a site's HTML would be, as extensionless files nginx serves as HTML. */
 async function writeSite(site: string): Promise<void> {
@@ -102,11 +138,13 @@ function staticServer(generated: string, root: string): string {
 
 /**
  * One crawl into a fresh directory. The previous run's files are synced to disk first, so that neither
- * tool is charged for the other's writeback (prerender fsyncs each file; wget2 does not). For the same
- * reason no output is deleted before the last run (they go with `work`): deleting a run's tree charged
- * the next crawl for the file system's work of freeing it (this VM's disk is mounted with `discard`),
- * which only a tool that fsyncs waits for. The same prerender crawl took 8.2 s right after such a
- * deletion and 5.1-5.8 s otherwise.
+ * tool is charged for the other's writeback (prerender fsyncs each file; wget2 does not). No output is
+ * deleted before the last run (they go with `work`): this VM's ext4 runs without a journal, and in
+ * that mode it will not reuse an inode freed in the last minute (five when its block is dirty), so
+ * every file created after a large deletion scans past the freed inodes one by one (perf: 27% of a
+ * crawl's samples in find_inode_bit -> recently_deleted). A tool that creates three inodes a page
+ * (prerender: directory, page, index record) pays three times what wget2 pays for one. Deletions made
+ * before the bench (the test suite's) still count: run it on a quiet file system.
  */
 async function timedCrawl(tool: Tool, out: string, list: string, origin: Nginx): Promise<number> {
   await fs.mkdir(out, { mode: 0o755 });
@@ -114,6 +152,14 @@ async function timedCrawl(tool: Tool, out: string, list: string, origin: Nginx):
   if (tool === 'prerender') {
     const run = await execBounded(process.execPath, crawlArgs(list, origin, out, CONCURRENCY), { timeoutMs: CRAWL_LIMIT_MS });
     expectCrawl(run, PAGES, 'prerender crawl');
+    return run.ms / 1000;
+  }
+  if (tool === 'fetch only') {
+    const run = await execBounded(process.execPath, ['--input-type=module', '-e', FETCH_ONLY_SCRIPT, String(origin.port), String(PAGES), String(CONCURRENCY)], { timeoutMs: CRAWL_LIMIT_MS });
+    const expected = PAGES * pageBody(0).length;
+    if (run.code !== 0 || Number(run.stdout) < expected) {
+      throw new Error(`${BENCH}: fetch only exited ${run.code ?? run.signal} after ${run.stdout || 0} of at least ${expected} bytes: ${run.stderr.slice(0, 2000)}`);
+    }
     return run.ms / 1000;
   }
   const run = await execBounded('wget2', [

@@ -2,7 +2,8 @@
  * Hit-path speed, every side measured with wrk on loopback in one run:
  * a. stored pages (and an asset) served through the generated nginx config vs plain nginx serving the
  *    same files with a minimal config (goal: >= 0.95x): the generated config's checks must cost next
- *    to nothing;
+ *    to nothing. Also as nginx worker CPU per request over the same runs (bench/proc-cpu.ts), which
+ *    moves far less between runs than throughput on this 2-core machine;
  * b. hits vs the fixture app behind nginx without the cache (goal: >= 20x), for a blog post the app
  *    renders on every request (fixtures/site/posts.ts; its render cost is measured and shown), and for
  *    a constant page the app answers from memory, the least a hit can save (no goal);
@@ -21,6 +22,7 @@ import { POST_COUNT, postPath, renderPost } from '../fixtures/site/posts.js';
 import type * as Prerender from '../src/index.js';
 import { removeDir, request, startNginx, startServer, tempDir, type Nginx, type Reply, type Server } from '../test/helpers.js';
 import { execBounded, within, withCleanup } from './exec.js';
+import { childrenCpuSeconds } from './proc-cpu.js';
 import type { BenchRow } from './report.js';
 
 type Cache = Prerender.Cache;
@@ -47,6 +49,8 @@ interface Segment {
   p50Ms: number;
   p99Ms: number;
   socketErrors?: string;
+  /** CPU seconds the serving nginx's workers used during the run, for sides that name one. */
+  cpuSeconds?: number;
 }
 
 /** One thing wrk is pointed at. `check` proves it answers as the case claims before it is timed. */
@@ -60,6 +64,8 @@ interface Side {
   ready?(): Promise<void>;
   /** Called after each timed run; may throw when the run did not measure what it claims, or add a note. */
   after?(segment: Segment): Promise<string | undefined>;
+  /** The nginx master whose workers' CPU time is measured around each run (hits only: no app involved). */
+  nginxPid?: number;
 }
 
 interface Measured {
@@ -208,6 +214,7 @@ function hitSide(rig: Rig, page: Page): Side {
   return {
     label: `${page.path} hit, generated config`,
     url: rig.generated.url + page.target,
+    nginxPid: rig.generated.pid,
     check: async () => expectPage(await request(rig.generated.port, page.target), page, 'hit', 'HIT'),
     async ready() {
       appHitsBefore = appHits();
@@ -224,6 +231,7 @@ function plainSide(rig: Rig, page: Page): Side {
   return {
     label: `${page.path} plain nginx (try_files)`,
     url: rig.plain.url + page.target,
+    nginxPid: rig.plain.pid,
     check: async () => expectPage(await request(rig.plain.port, page.target), page, 'plain nginx', undefined),
   };
 }
@@ -305,7 +313,9 @@ async function warmUp(side: Side): Promise<Measured> {
 async function segment(measured: Measured): Promise<void> {
   const { side } = measured;
   await side.ready?.();
+  const cpuBefore = side.nginxPid === undefined ? undefined : await childrenCpuSeconds(side.nginxPid);
   const result = await wrk(side, MEASURE_S / 2);
+  if (side.nginxPid !== undefined && cpuBefore !== undefined) result.cpuSeconds = await childrenCpuSeconds(side.nginxPid) - cpuBefore;
   const note = await side.after?.(result);
   measured.segments.push(result);
   if (note !== undefined) measured.notes.push(note);
@@ -357,8 +367,28 @@ function rows(comparisons: readonly Comparison[]): BenchRow[] {
     const ratio = throughput(comparison.subject) / throughput(comparison.baseline);
     const verdict = comparison.goal === undefined ? 'no goal' : `goal >= ${comparison.goal}x: ${ratio >= comparison.goal ? 'met' : 'NOT met'}`;
     out.push({ bench: BENCH, case: `ratio ${comparison.label}`, value: ratio, unit: 'x', note: [verdict, comparison.note].filter(Boolean).join('; ') });
+    const subjectCpu = cpuPerRequestUs(comparison.subject);
+    const baselineCpu = cpuPerRequestUs(comparison.baseline);
+    if (subjectCpu !== undefined && baselineCpu !== undefined) {
+      // Throughput inverted: the requests one CPU-second of nginx serves, subject against baseline.
+      const cpuRatio = baselineCpu / subjectCpu;
+      out.push({
+        bench: BENCH,
+        case: `ratio ${comparison.label}, by nginx CPU per request`,
+        value: cpuRatio,
+        unit: 'x',
+        note: `${baselineCpu.toFixed(1)} / ${subjectCpu.toFixed(1)} µs; ${comparison.goal === undefined ? 'no goal' : `goal >= ${comparison.goal}x: ${cpuRatio >= comparison.goal ? 'met' : 'NOT met'}`}`,
+      });
+    }
   }
   return out;
+}
+
+/** nginx worker CPU per request over all runs, in µs; undefined for sides without an nginx to watch. */
+function cpuPerRequestUs({ segments }: Measured): number | undefined {
+  if (segments.some((run) => run.cpuSeconds === undefined)) return undefined;
+  const requests = segments.reduce((sum, run) => sum + run.requests, 0);
+  return segments.reduce((sum, run) => sum + (run.cpuSeconds ?? 0), 0) / requests * 1e6;
 }
 
 function sideRows(measured: Measured): BenchRow[] {
@@ -367,7 +397,9 @@ function sideRows(measured: Measured): BenchRow[] {
   const how = `wrk -t1 -c${CONNECTIONS}, ${segments.length} runs of ${MEASURE_S / 2} s`;
   const mean = (pick: (run: Segment) => number): number => segments.reduce((sum, run) => sum + pick(run), 0) / segments.length;
   const latencyNote = `mean of ${segments.length} runs`;
+  const cpuUs = cpuPerRequestUs(measured);
   return [
+    ...(cpuUs === undefined ? [] : [{ bench: BENCH, case: `${side.label}: nginx worker CPU per request`, value: cpuUs, unit: 'µs', note: '/proc/<worker>/stat utime+stime over the same runs' }]),
     { bench: BENCH, case: `${side.label}: throughput`, value: throughput(measured), unit: 'req/s', note: [how, ...notes, ...errors].join('; ') },
     { bench: BENCH, case: `${side.label}: p50`, value: mean((run) => run.p50Ms), unit: 'ms', note: latencyNote },
     { bench: BENCH, case: `${side.label}: p99`, value: mean((run) => run.p99Ms), unit: 'ms', note: latencyNote },

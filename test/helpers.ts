@@ -157,6 +157,8 @@ export function nginxAvailable(): boolean {
 
 export interface Nginx {
   port: number;
+  /** The master process; its workers are its children. */
+  pid: number;
   url: string;
   config: string;
   stop(): Promise<void>;
@@ -203,6 +205,7 @@ ${server}
     if (up) {
       return {
         port,
+        pid: child.pid ?? -1,
         url: `http://127.0.0.1:${port}`,
         config,
         stop: async () => {
