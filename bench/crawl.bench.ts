@@ -4,13 +4,15 @@
  *    `wget2 -i` on the same URL list, both 8 at a time (goal: prerender faster, ratio < 1). Wall time
  *    includes each program's start-up; median of 5 runs each, taking turns.
  *    Also timed, taking turns with the two: a fresh node process that only fetches the same list 8 at
- *    a time and writes nothing, the floor under any crawler written for Node.
+ *    a time and writes nothing, the floor under any crawler written for Node. And the system calls of
+ *    each tool's on-disk layout alone, synchronously, to show what one stored page costs the kernel.
  * b. peak RSS of `prerender crawl` over 1k and over 100k URLs from an nginx that answers every path
  *    at once (goal: the list's length costs no memory, ratio ~1): the source is streamed and the
  *    seen-set is a typed array, so a long list must not show up in RSS.
  *
  * Every run is checked to have stored every URL; a run that did not is an error, not a figure.
  */
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { cliPath, listFiles, removeDir, request, startNginx, tempDir, type Nginx } from '../test/helpers.js';
@@ -73,6 +75,7 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
       if (round > 0) times[tool].push(seconds);
     }
   }
+  const layout = await layoutRows(work);
   const wget2 = median(times.wget2);
   const ratio = median(times.prerender) / wget2;
   const floorRatio = median(times['fetch only']) / wget2;
@@ -82,7 +85,60 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
     timeRow('node:http fetch only, nothing written', times['fetch only']),
     { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal < 1 (faster than wget2): ${ratio < 1 ? 'met' : 'NOT met'}` },
     { bench: BENCH, case: 'ratio node:http fetch only/wget2', value: floorRatio, unit: 'x', note: 'no goal: a Node process that only fetches, against wget2 fetching and writing' },
+    ...layout,
   ];
+}
+
+/**
+ * The system calls each tool's layout needs for PAGES pages, made synchronously in this process with
+ * nothing else around them: wget2 creates one file a page; prerender makes the page's directory, and
+ * writes the page and its index record each to a temp file that it renames into place (no fsync here).
+ * Fresh directories, nothing deleted; best of 3.
+ */
+async function layoutRows(work: string): Promise<BenchRow[]> {
+  const body = Buffer.from(pageBody(0));
+  const record = Buffer.from(JSON.stringify({ urlPath: '/p/0', file: 'p/0/index.html', tags: [], size: body.length }));
+  const best = { wget2: Infinity, prerender: Infinity };
+  for (let round = 0; round < 3; round++) {
+    const base = path.join(work, `layout-${round}`);
+    for (const dir of ['wget2/p', 'prerender/p', 'prerender/tmp', 'prerender/meta']) await fs.mkdir(path.join(base, dir), { recursive: true });
+    await execBounded('sync', [], { timeoutMs: 120_000 });
+    best.wget2 = Math.min(best.wget2, timeSync(() => {
+      for (let i = 0; i < PAGES; i++) writeWhole(path.join(base, 'wget2', 'p', String(i)), body);
+    }));
+    best.prerender = Math.min(best.prerender, timeSync(() => {
+      for (let i = 0; i < PAGES; i++) {
+        const dir = path.join(base, 'prerender', 'p', String(i));
+        fsSync.mkdirSync(dir);
+        const temp = path.join(base, 'prerender', 'tmp', `${i}.tmp`);
+        writeWhole(temp, body);
+        fsSync.renameSync(temp, path.join(dir, 'index.html'));
+        writeWhole(`${temp}.meta`, record);
+        fsSync.renameSync(`${temp}.meta`, path.join(base, 'prerender', 'meta', `${i}.json`));
+      }
+    }));
+  }
+  const perPage = (seconds: number): string => `${(seconds / PAGES * 1e6).toFixed(0)} µs a page`;
+  return [
+    { bench: BENCH, case: `system calls of wget2's layout, ${PAGES} pages`, value: best.wget2, unit: 's', note: `${perPage(best.wget2)}: create, write, close; best of 3` },
+    { bench: BENCH, case: `system calls of prerender's layout, ${PAGES} pages`, value: best.prerender, unit: 's', note: `${perPage(best.prerender)}: mkdir; page and index record each created, written, closed, renamed; best of 3` },
+    { bench: BENCH, case: 'ratio layouts prerender/wget2', value: best.prerender / best.wget2, unit: 'x', note: 'no goal: the file-system work one stored page costs against one wget2 file' },
+  ];
+}
+
+function writeWhole(file: string, data: Buffer): void {
+  const fd = fsSync.openSync(file, 'wx', 0o644);
+  try {
+    fsSync.writeSync(fd, data);
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+function timeSync(work: () => void): number {
+  const started = process.hrtime.bigint();
+  work();
+  return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
 /**

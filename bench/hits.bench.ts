@@ -2,8 +2,7 @@
  * Hit-path speed, every side measured with wrk on loopback in one run:
  * a. stored pages (and an asset) served through the generated nginx config vs plain nginx serving the
  *    same files with a minimal config (goal: >= 0.95x): the generated config's checks must cost next
- *    to nothing. Also as nginx worker CPU per request over the same runs (bench/proc-cpu.ts), which
- *    moves far less between runs than throughput on this 2-core machine;
+ *    to nothing;
  * b. hits vs the fixture app behind nginx without the cache (goal: >= 20x), for a blog post the app
  *    renders on every request (fixtures/site/posts.ts; its render cost is measured and shown), and for
  *    a constant page the app answers from memory, the least a hit can save (no goal);
@@ -12,8 +11,11 @@
  *    For the posts, wrk cycles through all of them, so each request is a different page.
  *
  * Each side is checked before it is measured (status, body, X-Cache), and a wrk run with any non-2xx
- * response is an error rather than a figure. The two sides of a comparison take turns (A B B A) because
- * this machine's load from other work changes by the second.
+ * response is an error rather than a figure. The two sides of a comparison take turns (A B, B A, ...,
+ * 2 s each) because this machine's speed changes by the second, and the ratio shown is the median of
+ * the six turns' ratios: a burst of other load spoils one turn, not the figure. (Throughput moved by
+ * up to 15% between runs of the same config; nginx worker CPU per request, also tried, moved with it:
+ * nginx is CPU-bound under wrk, so it measured the same thing.)
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -21,15 +23,16 @@ import { pages, siteHandler, type Page } from '../fixtures/site/app.js';
 import { POST_COUNT, postPath, renderPost } from '../fixtures/site/posts.js';
 import type * as Prerender from '../src/index.js';
 import { removeDir, request, startNginx, startServer, tempDir, type Nginx, type Reply, type Server } from '../test/helpers.js';
-import { execBounded, within, withCleanup } from './exec.js';
-import { childrenCpuSeconds } from './proc-cpu.js';
+import { execBounded, median, within, withCleanup } from './exec.js';
 import type { BenchRow } from './report.js';
 
 type Cache = Prerender.Cache;
 
 const BENCH = 'hits';
 const WARMUP_S = 2;
-const MEASURE_S = 10;
+/** Each side of a comparison runs this many times, taking turns with the other. */
+const TURNS = 6;
+const TURN_S = 2;
 const CONNECTIONS = 32;
 const DRAIN_LIMIT_MS = 120_000;
 const HIT_PAGES = ['/about', '/docs/getting-started', '/style.css'] as const;
@@ -49,8 +52,6 @@ interface Segment {
   p50Ms: number;
   p99Ms: number;
   socketErrors?: string;
-  /** CPU seconds the serving nginx's workers used during the run, for sides that name one. */
-  cpuSeconds?: number;
 }
 
 /** One thing wrk is pointed at. `check` proves it answers as the case claims before it is timed. */
@@ -64,8 +65,6 @@ interface Side {
   ready?(): Promise<void>;
   /** Called after each timed run; may throw when the run did not measure what it claims, or add a note. */
   after?(segment: Segment): Promise<string | undefined>;
-  /** The nginx master whose workers' CPU time is measured around each run (hits only: no app involved). */
-  nginxPid?: number;
 }
 
 interface Measured {
@@ -214,7 +213,6 @@ function hitSide(rig: Rig, page: Page): Side {
   return {
     label: `${page.path} hit, generated config`,
     url: rig.generated.url + page.target,
-    nginxPid: rig.generated.pid,
     check: async () => expectPage(await request(rig.generated.port, page.target), page, 'hit', 'HIT'),
     async ready() {
       appHitsBefore = appHits();
@@ -231,7 +229,6 @@ function plainSide(rig: Rig, page: Page): Side {
   return {
     label: `${page.path} plain nginx (try_files)`,
     url: rig.plain.url + page.target,
-    nginxPid: rig.plain.pid,
     check: async () => expectPage(await request(rig.plain.port, page.target), page, 'plain nginx', undefined),
   };
 }
@@ -294,14 +291,10 @@ function expectPage(reply: Reply, page: Page, what: string, xCache: string | und
 async function measurePair(subject: Side, baseline: Side): Promise<[Measured, Measured]> {
   const a = await warmUp(subject);
   const b = await warmUp(baseline);
-  for (const measured of [a, b, b, a]) await segment(measured);
+  for (let turn = 0; turn < TURNS; turn++) {
+    for (const measured of turn % 2 === 0 ? [a, b] : [b, a]) await segment(measured);
+  }
   return [a, b];
-}
-
-async function measureAlone(side: Side): Promise<Measured> {
-  const measured = await warmUp(side);
-  for (let turn = 0; turn < 2; turn++) await segment(measured);
-  return measured;
 }
 
 async function warmUp(side: Side): Promise<Measured> {
@@ -313,9 +306,7 @@ async function warmUp(side: Side): Promise<Measured> {
 async function segment(measured: Measured): Promise<void> {
   const { side } = measured;
   await side.ready?.();
-  const cpuBefore = side.nginxPid === undefined ? undefined : await childrenCpuSeconds(side.nginxPid);
-  const result = await wrk(side, MEASURE_S / 2);
-  if (side.nginxPid !== undefined && cpuBefore !== undefined) result.cpuSeconds = await childrenCpuSeconds(side.nginxPid) - cpuBefore;
+  const result = await wrk(side, TURN_S);
   const note = await side.after?.(result);
   measured.segments.push(result);
   if (note !== undefined) measured.notes.push(note);
@@ -364,46 +355,34 @@ function rows(comparisons: readonly Comparison[]): BenchRow[] {
       shown.add(measured);
       out.push(...sideRows(measured));
     }
-    const ratio = throughput(comparison.subject) / throughput(comparison.baseline);
+    const turns = comparison.subject.segments.map((run, i) => {
+      const other = comparison.baseline.segments[i];
+      return other === undefined ? Number.NaN : rate(run) / rate(other);
+    });
+    const ratio = median(turns);
+    const pooled = throughput(comparison.subject) / throughput(comparison.baseline);
     const verdict = comparison.goal === undefined ? 'no goal' : `goal >= ${comparison.goal}x: ${ratio >= comparison.goal ? 'met' : 'NOT met'}`;
-    out.push({ bench: BENCH, case: `ratio ${comparison.label}`, value: ratio, unit: 'x', note: [verdict, comparison.note].filter(Boolean).join('; ') });
-    const subjectCpu = cpuPerRequestUs(comparison.subject);
-    const baselineCpu = cpuPerRequestUs(comparison.baseline);
-    if (subjectCpu !== undefined && baselineCpu !== undefined) {
-      // Throughput inverted: the requests one CPU-second of nginx serves, subject against baseline.
-      const cpuRatio = baselineCpu / subjectCpu;
-      out.push({
-        bench: BENCH,
-        case: `ratio ${comparison.label}, by nginx CPU per request`,
-        value: cpuRatio,
-        unit: 'x',
-        note: `${baselineCpu.toFixed(1)} / ${subjectCpu.toFixed(1)} µs; ${comparison.goal === undefined ? 'no goal' : `goal >= ${comparison.goal}x: ${cpuRatio >= comparison.goal ? 'met' : 'NOT met'}`}`,
-      });
-    }
+    const spread = `median of ${turns.length} turns (${turns.map((r) => r.toFixed(2)).join(', ')}); all requests pooled: ${pooled.toFixed(2)}x`;
+    out.push({ bench: BENCH, case: `ratio ${comparison.label}`, value: ratio, unit: 'x', note: [verdict, spread, comparison.note].filter(Boolean).join('; ') });
   }
   return out;
-}
-
-/** nginx worker CPU per request over all runs, in µs; undefined for sides without an nginx to watch. */
-function cpuPerRequestUs({ segments }: Measured): number | undefined {
-  if (segments.some((run) => run.cpuSeconds === undefined)) return undefined;
-  const requests = segments.reduce((sum, run) => sum + run.requests, 0);
-  return segments.reduce((sum, run) => sum + (run.cpuSeconds ?? 0), 0) / requests * 1e6;
 }
 
 function sideRows(measured: Measured): BenchRow[] {
   const { side, segments, notes } = measured;
   const errors = segments.flatMap((run) => (run.socketErrors === undefined ? [] : [`socket errors: ${run.socketErrors}`]));
-  const how = `wrk -t1 -c${CONNECTIONS}, ${segments.length} runs of ${MEASURE_S / 2} s`;
+  const how = `wrk -t1 -c${CONNECTIONS}, ${segments.length} runs of ${TURN_S} s`;
   const mean = (pick: (run: Segment) => number): number => segments.reduce((sum, run) => sum + pick(run), 0) / segments.length;
   const latencyNote = `mean of ${segments.length} runs`;
-  const cpuUs = cpuPerRequestUs(measured);
   return [
-    ...(cpuUs === undefined ? [] : [{ bench: BENCH, case: `${side.label}: nginx worker CPU per request`, value: cpuUs, unit: 'µs', note: '/proc/<worker>/stat utime+stime over the same runs' }]),
     { bench: BENCH, case: `${side.label}: throughput`, value: throughput(measured), unit: 'req/s', note: [how, ...notes, ...errors].join('; ') },
     { bench: BENCH, case: `${side.label}: p50`, value: mean((run) => run.p50Ms), unit: 'ms', note: latencyNote },
     { bench: BENCH, case: `${side.label}: p99`, value: mean((run) => run.p99Ms), unit: 'ms', note: latencyNote },
   ];
+}
+
+function rate(run: Segment): number {
+  return run.requests / run.seconds;
 }
 
 /** All requests over all time, so a turn disturbed by other load counts for no more than its share. */

@@ -3,7 +3,9 @@
  * interface, so the write protocol exists once.
  *
  * - `threadPool`: each call goes through libuv's thread pool, so a stalled disk never stalls the event
- *   loop. What a server needs: the middleware stores while the app answers other requests.
+ *   loop, and the kernel's share of each call (creating an inode, renaming) runs on another core. What
+ *   a server needs: with the middleware's stores made blocking, a busy app serving a constant page fell
+ *   from 0.77x to 0.41x of the bare app's throughput (hits bench, case c, one A/B on this VM).
  * - `blocking`: the same calls made synchronously on the calling thread. A metadata call (open,
  *   rename, mkdir, stat) on cached directories costs ~4 µs that way, against ~25 µs of the loop's
  *   own time to hand it to the pool and take the answer back (node 20, this project's 2-core VM), and

@@ -157,8 +157,6 @@ export function nginxAvailable(): boolean {
 
 export interface Nginx {
   port: number;
-  /** The master process; its workers are its children. */
-  pid: number;
   url: string;
   config: string;
   stop(): Promise<void>;
@@ -205,7 +203,6 @@ ${server}
     if (up) {
       return {
         port,
-        pid: child.pid ?? -1,
         url: `http://127.0.0.1:${port}`,
         config,
         stop: async () => {
