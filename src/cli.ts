@@ -134,6 +134,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         onProgress: (progress) => reporter.update(progress),
       }).finally(releaseYoungGeneration);
       reporter.finish();
+      // Said on stderr as well, so that it shows in a CI log even when stdout goes to a report file.
+      if (report.stoppedEarly !== undefined) io.stderr(`prerender: crawl stopped early: ${report.stoppedEarly}\n`);
       if (options.json === true) io.stdout(`${JSON.stringify(report)}\n`);
       else io.stdout(crawlSummary(report));
       if (report.counts.failed > 0) exitCode = 1;

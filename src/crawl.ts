@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
-import { PrerenderError } from './errors.js';
+import { PrerenderError, isErrno } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
 import { createGeneration, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
@@ -78,6 +78,12 @@ export interface CrawlReport {
   root: string;
   /** With `swap`: whether `current` now points at the new generation. */
   swapped?: boolean;
+  /**
+   * Why the crawl stopped before the end of its source: the file system refused a write in a way every
+   * later page would meet too (full, over quota, read-only). Pages in flight were finished; the rest
+   * were not fetched.
+   */
+  stoppedEarly?: string;
   counts: { stored: number; skipped: number; failed: number; bytes: number; total: number };
   durationMs: number;
   failures: CrawlFailure[];
@@ -96,6 +102,8 @@ interface Task {
 
 const MAX_LISTED = 1000;
 const MAX_BACKOFF_MS = 30_000;
+/** Write errors that no later page can escape: the crawl stops instead of fetching the rest for nothing. */
+const STOPPING_ERRORS = ['ENOSPC', 'EDQUOT', 'EROFS'];
 
 export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const origin = parseOrigin(options.origin);
@@ -179,6 +187,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   let sourceDone = false;
   const nextTask = async (): Promise<Task | undefined> => {
     for (;;) {
+      if (report.stoppedEarly !== undefined) return undefined;
       const followed = followQueue.shift();
       if (followed !== undefined) return followed;
       if (!sourceDone) {
@@ -204,7 +213,14 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     let outcome: PageOutcome;
     for (;;) {
       attempts++;
-      outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
+      try {
+        outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
+      } catch (error) {
+        // fetchPage answers for the network and the origin; what it throws came from writing the page.
+        const reason = error instanceof Error ? error.message : String(error);
+        if (isErrno(error, ...STOPPING_ERRORS)) report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${reason}); later pages were not fetched`;
+        outcome = { outcome: 'failed', reason, retryable: false };
+      }
       if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries) break;
       const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
       await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));

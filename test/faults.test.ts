@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, repoRoot, request, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
+import { listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -108,6 +108,34 @@ const disk = suite('disk faults');
   } finally {
     await app.close();
     await cache.idle();
+    umount(root);
+    await removeDir(dir);
+  }
+});
+
+(hasMount ? disk : disk.skip)('disk full during a crawl: it stops with ENOSPC said plainly, exit 1, every stored page whole, no temp file', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  await fs.mkdir(root);
+  mount(['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', root]);
+  const origin = await startServer(pageHandler);
+  try {
+    const list = path.join(dir, 'urls.txt');
+    const total = 200;
+    await fs.writeFile(list, Array.from({ length: total }, (_, i) => `/page/20000/p${i}\n`).join(''));
+    const run = await runCli(['crawl', list, '--origin', origin.url, '--root', root, '--json', '--concurrency', '4']);
+    assert.is(run.code, 1, run.stderr);
+    assert.match(run.stderr, /crawl stopped early: writing page\/20000\/p\d+\/index\.html under .* failed \(ENOSPC/);
+    const report = JSON.parse(run.stdout) as { counts: { stored: number; failed: number; total: number }; stoppedEarly?: string; failures: Array<{ error: string }> };
+    assert.match(report.stoppedEarly ?? '', 'ENOSPC');
+    assert.ok(report.counts.stored > 0, 'pages were stored until the disk filled');
+    assert.ok(report.counts.total < total, `stopped early: ${report.counts.total} of ${total} URLs attempted`);
+    assert.ok(report.failures.every((failure) => /ENOSPC/.test(failure.error)), JSON.stringify(report.failures));
+    await allStoredComplete(root);
+    assert.is((await listFiles(root)).length, report.counts.stored);
+    assert.equal(await tempFiles(root), []);
+  } finally {
+    await origin.close();
     umount(root);
     await removeDir(dir);
   }
