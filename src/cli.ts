@@ -131,6 +131,9 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         swap: options.swap === true,
         precompress: options.precompress === true ? ENCODINGS : [],
         stdin: io.stdin,
+        // The CLI's event loop serves only its own fetches, so handing each file-system call to the
+        // thread pool would cost it more than the call itself (file-io.ts).
+        io: 'blocking',
         onProgress: (progress) => reporter.update(progress),
       }).finally(releaseYoungGeneration);
       reporter.finish();

@@ -11,6 +11,7 @@ import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError, isErrno } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
+import type { IoMode } from './file-io.js';
 import { createGeneration, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
@@ -47,6 +48,14 @@ export interface CrawlOptions {
   maxBodyBytes?: number;
   /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
   precompress?: readonly Encoding[];
+  /**
+   * How pages are written (file-io.ts). `'blocking'` makes each file-system call on the event loop
+   * (fsyncs excepted): several times cheaper per call, so the crawl runs faster, but the calling process
+   * pauses for each, microseconds normally and as long as the disk when it stalls. The CLI uses it; an
+   * app crawling from its own process should keep the default.
+   * @default 'threadPool'
+   */
+  io?: IoMode;
   /** Stream to read when `source` is `-`. @default process.stdin */
   stdin?: Readable;
   /** Called after each URL is done. */
@@ -130,9 +139,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
   // With swap, nothing in the generation is visible until `current` switches to it, so files are not
   // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
-  // The crawl's event loop only serves its own fetches: blocking file-system calls cost it less than
-  // handing each to the thread pool (file-io.ts), and a slow disk should slow the crawl anyway.
-  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: 'blocking' });
+  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: options.io ?? 'threadPool' });
   try {
     await root.store.init();
   } catch (error) {
