@@ -49,8 +49,8 @@ export interface CrawlOptions {
   /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
   precompress?: readonly Encoding[];
   /**
-   * How pages are written (file-io.ts). `'blocking'` makes each file-system call on the event loop
-   * (fsyncs excepted): several times cheaper per call, so the crawl runs faster, but the calling process
+   * How pages are written (file-io.ts). `'blocking'` makes the calls that write a page on the event
+   * loop (fsyncs, tag logs and precompressed siblings excepted): several times cheaper per call, so the crawl runs faster, but the calling process
    * pauses for each, microseconds normally and as long as the disk when it stalls. The CLI uses it; an
    * app crawling from its own process should keep the default.
    * @default 'threadPool'
@@ -223,12 +223,17 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       try {
         outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
       } catch (error) {
-        // fetchPage answers for the network and the origin; what it throws came from writing the page.
-        const reason = error instanceof Error ? error.message : String(error);
-        if (isErrno(error, ...STOPPING_ERRORS)) report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${reason}); later pages were not fetched`;
-        outcome = { outcome: 'failed', reason, retryable: false };
+        // fetchPage answers for the network and the origin; what it throws came from writing the page
+        // (an errno, or the store's EROOT wrapping one). Anything else is a bug, and must not be
+        // reported as a thousand failed URLs.
+        if (!isErrno(error)) throw error;
+        const cause: unknown = error.cause;
+        const stopping = [error, cause].some((candidate) => isErrno(candidate, ...STOPPING_ERRORS));
+        if (stopping) report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${error.message}); later pages were not fetched`;
+        // Other write errors may pass (a deleted root is set up again; descriptors run out for a moment).
+        outcome = { outcome: 'failed', reason: error.message, retryable: !stopping };
       }
-      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries) break;
+      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || report.stoppedEarly !== undefined) break;
       const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
       await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));
     }

@@ -57,9 +57,14 @@ export async function doctor(options: { url: string; root: string; timeoutMs?: n
   const canary = path.join(root.store.stateDir, `doctor-${randomBytes(6).toString('hex')}.txt`);
   const write = async (body: string): Promise<void> => {
     const temp = root.store.openTemp();
-    temp.write(Buffer.from(body));
-    await temp.finish(false);
-    await fs.rename(temp.path, probe);
+    try {
+      temp.write(Buffer.from(body));
+      await temp.finish(false);
+      await fs.rename(temp.path, probe);
+      temp.moved();
+    } finally {
+      await temp.discard();
+    }
   };
   try {
     await write('prerender doctor probe v1');

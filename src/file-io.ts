@@ -15,8 +15,11 @@
  * caches, and blocking on it would stop every fetch in flight.
  *
  * A missing file is an answer, not an error: `stat`/`lstat` resolve `undefined` for ENOENT and
- * ENOTDIR, which spares the cost of an exception in checks that usually find nothing (the invalidation
- * journal of a quiet cache).
+ * ENOTDIR. In the blocking flavour that also spares an exception for ENOENT (`throwIfNoEntry`), in
+ * checks that usually find nothing (the invalidation journal of a quiet cache).
+ *
+ * Only the calls of writing a page go through here (temp file, index record, placing, purge checks);
+ * tag logs, purge records, precompressed siblings and removals use the thread pool in both.
  */
 import fs, { type Stats } from 'node:fs';
 import { isErrno } from './errors.js';

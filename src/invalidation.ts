@@ -13,7 +13,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
-import { makeDirectories } from './store.js';
+import { isErrno } from './errors.js';
+import { RESERVE_FILE, makeDirectories } from './store.js';
 
 export interface InvalidationTarget {
   file: string;
@@ -39,11 +40,13 @@ export class Invalidations {
   readonly dir: string;
   readonly maxRenderMs: number;
   private readonly root: string;
+  private readonly reserve: string;
   private readonly journals = new Map<number, Journal>();
   private readonly io: FileIo;
 
   constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo('threadPool')) {
     this.dir = path.join(stateDir, 'inval');
+    this.reserve = path.join(stateDir, RESERVE_FILE);
     this.root = root;
     this.maxRenderMs = maxRenderMs;
     this.io = io;
@@ -115,7 +118,17 @@ export class Invalidations {
     // One write: the records of one purge land together. Leading newlines keep a record torn by a
     // killed purge from running into the next one (that purge never returned, so nothing relied on it).
     const text = records.map(([kind, key]) => `\n${at} ${kind} ${JSON.stringify(key)}\n`).join('');
-    await fs.appendFile(this.journalPath(this.bucketOf(at)), text, { mode: 0o644 });
+    const journal = this.journalPath(this.bucketOf(at));
+    try {
+      await fs.appendFile(journal, text, { mode: 0o644 });
+    } catch (error) {
+      // A full disk must not block the purge that would free it: give up the space set aside for this
+      // (Store.keepReserve) and try once more. A record torn by the first attempt is skipped on read.
+      if (!isErrno(error, 'ENOSPC', 'EDQUOT')) throw error;
+      const released = await fs.rm(this.reserve).then(() => true, () => false);
+      if (!released) throw error;
+      await fs.appendFile(journal, text, { mode: 0o644 });
+    }
   }
 
   /** The journal of a bucket as far as it has been written, reading only what is new. */
@@ -126,7 +139,7 @@ export class Invalidations {
       this.journals.set(bucket, journal);
     }
     const file = this.journalPath(bucket);
-    // Usually there is no journal (nothing purged lately): that answer must not cost an exception.
+    // Usually there is no journal (nothing purged lately); with blocking calls that costs no exception.
     const size = (await this.io.stat(file))?.size;
     if (size === undefined || size <= journal.offset) return journal;
     // Concurrent checks in this process must not read the same bytes twice (the offset would then

@@ -61,8 +61,9 @@ export async function writeSiblings(store: Store, file: string, inode: number, m
       }
       written.push(encoding);
     } finally {
-      await handle.close();
+      // The temp file's descriptor first: nothing would close it after a failed close of the handle.
       await temp.discard();
+      await handle.close();
     }
   }
   return written;

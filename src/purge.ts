@@ -77,7 +77,11 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
     if (selector.all === true) await root.invalidations.recordAll(at);
   }
 
-  if (selector.all === true && refresh === undefined && !dryRun) return { removed: await removeAll(root), refreshed: [], failed: [] };
+  if (selector.all === true && refresh === undefined && !dryRun) {
+    const removed = await removeAll(root);
+    await root.store.keepReserve();
+    return { removed, refreshed: [], failed: [] };
+  }
 
   const releases: Array<() => Promise<void>> = [];
   const selected = new Set<string>(paths.map((target) => target.file));
@@ -103,12 +107,15 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
   }
   for (const release of releases) await release();
   await root.invalidations.prune();
+  // If a full disk took the purge records' reserve, set it aside again now that space may be free.
+  if (!dryRun) await root.store.keepReserve();
   return result;
 }
 
 /**
  * Fetches each file's page again with bounded concurrency; a page that cannot be refreshed (non-200,
- * refused by the policy, network error) is deleted, so nothing stale outlives the purge.
+ * refused by the policy, network error, a write the disk refuses) is deleted, so nothing stale
+ * outlives the purge.
  */
 export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult): Promise<void> {
   const limit = pLimit(options.concurrency ?? 8);
@@ -118,11 +125,16 @@ export async function refreshFiles(root: CacheRoot, files: readonly string[], op
     const target = targetFor(file, meta?.urlPath);
     let outcome: PageOutcome = { outcome: 'skipped', reason: 'its URL path cannot be recovered' };
     if (target !== undefined) {
-      outcome = await fetchPage(root, target, {
-        origin: options.origin,
-        timeoutMs: options.timeoutMs ?? 30_000,
-        maxBodyBytes: options.maxBodyBytes ?? 10 * 1024 * 1024,
-      });
+      try {
+        outcome = await fetchPage(root, target, {
+          origin: options.origin,
+          timeoutMs: options.timeoutMs ?? 30_000,
+          maxBodyBytes: options.maxBodyBytes ?? 10 * 1024 * 1024,
+        });
+      } catch (error) {
+        // Thrown by the write (a full disk, say): the old version must still go.
+        outcome = { outcome: 'failed', reason: error instanceof Error ? error.message : String(error), retryable: false };
+      }
     }
     if (outcome.outcome === 'stored') {
       result.refreshed.push(file);

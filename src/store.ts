@@ -15,6 +15,12 @@ export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;
 /** Precompressed siblings nginx's gzip_static / brotli_static look for; they live and die with the file. */
 export const SIBLING_SUFFIXES = ['.gz', '.br'] as const;
+/**
+ * Space set aside in the state directory (`reserve`) for purge records: on a full disk the purge that
+ * would free space must still be able to record itself first (invalidation.ts gives the reserve up).
+ */
+export const RESERVE_FILE = 'reserve';
+const RESERVE_BYTES = 256 * 1024;
 /** A temp file older than this is abandoned even if a process with its pid is alive (pid reuse). */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
@@ -116,13 +122,27 @@ export class Store {
       throw rootError(this.root, error);
     }
     await this.removeStaleTemps();
+    await this.keepReserve();
+  }
+
+  /** Sets the purge records' reserve aside unless it is there; best effort: a full disk leaves none. */
+  async keepReserve(): Promise<void> {
+    const reserve = path.join(this.stateDir, RESERVE_FILE);
+    try {
+      await fs.writeFile(reserve, Buffer.alloc(RESERVE_BYTES), { flag: 'wx', mode: FILE_MODE });
+    } catch (error) {
+      // EEXIST: it is there (or another process is writing it). Anything else leaves no part behind.
+      if (!isErrno(error, 'EEXIST')) await fs.rm(reserve, { force: true }).catch(() => undefined);
+    }
   }
 
   async removeStaleTemps(): Promise<number> {
     let removed = 0;
     for (const name of await fs.readdir(this.tempDir).catch(() => [] as string[])) {
+      if (name.startsWith(`${process.pid}-${PROCESS_TAG}-`)) continue;
+      // The same pid with another tag is another process (another pid namespace, or this pid's earlier
+      // life): like any live pid, its files are left alone until they are old.
       const pid = Number(name.split('-')[0]);
-      if (pid === process.pid) continue;
       const file = path.join(this.tempDir, name);
       const stats = await fs.stat(file).catch(() => undefined);
       if (stats === undefined) continue;
@@ -163,8 +183,9 @@ export class Store {
     if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
     await temp.finish(this.durable, meta.mtime);
     const inode = (await this.io.stat(temp.path))?.ino;
-    // Only a deleted state directory (or another process mistaking this one for dead) does that.
-    if (inode === undefined) return { stored: false, reason: 'its temp file was deleted before it could be placed' };
+    // Only a deleted state directory (or another process mistaking this one for dead) does that: a
+    // failure, not a page skipped by design.
+    if (inode === undefined) throw Object.assign(new Error(`ENOENT: temp file ${temp.path} was deleted before it could be placed`), { code: 'ENOENT' });
     await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
@@ -333,7 +354,10 @@ export class TempFile {
     this.bytes += length;
     this.backlog += length;
     this.chain = this.chain.then(async () => {
-      if (this.error === undefined) await this.io.write(await this.opening, chunk);
+      if (this.error !== undefined) return;
+      // Its descriptor number may belong to another file by now.
+      if (this.closed) throw Object.assign(new Error(`EBADF: write to ${this.path} after it was closed`), { code: 'EBADF' });
+      await this.io.write(await this.opening, chunk);
     }).catch((error: unknown) => {
       this.error ??= error;
     }).finally(() => {

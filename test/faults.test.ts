@@ -117,7 +117,8 @@ const disk = suite('disk faults');
   const dir = await tempDir();
   const root = path.join(dir, 'cache');
   await fs.mkdir(root);
-  mount(['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', root]);
+  // 512k: the reserve for purge records takes 256k of it.
+  mount(['-t', 'tmpfs', '-o', 'size=512k,mode=0755', 'tmpfs', root]);
   const origin = await startServer(pageHandler);
   try {
     const list = path.join(dir, 'urls.txt');
@@ -134,6 +135,67 @@ const disk = suite('disk faults');
     await allStoredComplete(root);
     assert.is((await listFiles(root)).length, report.counts.stored);
     assert.equal(await tempFiles(root), []);
+  } finally {
+    await origin.close();
+    umount(root);
+    await removeDir(dir);
+  }
+});
+
+/** Crawls `pages` into a fresh tmpfs root of `size`, then fills what is left of it. */
+async function fullRootAfterCrawl(dir: string, root: string, size: string, originUrl: string, pages: string[]): Promise<void> {
+  await fs.mkdir(root);
+  mount(['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', root]);
+  const list = path.join(dir, 'urls.txt');
+  await fs.writeFile(list, pages.map((page) => `${page}\n`).join(''));
+  const crawled = await runCli(['crawl', list, '--origin', originUrl, '--root', root]);
+  assert.is(crawled.code, 0, crawled.stderr);
+  const filler = await fs.open(path.join(root, '.prerender', 'filler'), 'w');
+  try {
+    for (;;) await filler.write(Buffer.alloc(16 * 1024));
+  } catch (error) {
+    assert.is((error as NodeJS.ErrnoException).code, 'ENOSPC');
+  } finally {
+    await filler.close();
+  }
+}
+
+(hasMount ? disk : disk.skip)('disk full: purge --refresh still records itself; a page that cannot be rewritten is deleted, not left stale', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  const origin = await startServer(pageHandler);
+  try {
+    // Pages bigger than the reserve the purge gives up, so the first refresh cannot be written.
+    await fullRootAfterCrawl(dir, root, '2m', origin.url, ['/page/300000/p0', '/page/300000/p1', '/page/300000/p2']);
+    const run = await runCli(['purge', '/page/300000/p0', '/page/300000/p1', '--refresh', '--origin', origin.url, '--root', root, '--json', '--concurrency', '1']);
+    assert.is(run.code, 1, run.stderr);
+    const report = JSON.parse(run.stdout) as { refreshed: string[]; removed: string[]; failed: Array<{ file: string; reason: string }> };
+    // p0 could not be written and went; deleting it made room for p1's new version.
+    assert.equal(report.removed, ['page/300000/p0/index.html']);
+    assert.is(report.failed.length, 1);
+    assert.match(report.failed[0]?.reason ?? '', 'ENOSPC');
+    assert.equal(report.refreshed, ['page/300000/p1/index.html']);
+    assert.equal(await listFiles(root), ['page/300000/p1/index.html', 'page/300000/p2/index.html']);
+    await allStoredComplete(root);
+    assert.equal(await tempFiles(root), []);
+  } finally {
+    await origin.close();
+    umount(root);
+    await removeDir(dir);
+  }
+});
+
+(hasMount ? disk : disk.skip)('disk full: purge --all frees it, and the reserve is set aside again', async () => {
+  const dir = await tempDir();
+  const root = path.join(dir, 'cache');
+  const origin = await startServer(pageHandler);
+  try {
+    await fullRootAfterCrawl(dir, root, '1m', origin.url, ['/page/100000/a', '/page/100000/b']);
+    const run = await runCli(['purge', '--all', '--root', root, '--json']);
+    assert.is(run.code, 0, run.stderr);
+    assert.equal((JSON.parse(run.stdout) as { removed: string[] }).removed.sort(), ['page/100000/a/index.html', 'page/100000/b/index.html']);
+    assert.equal(await listFiles(root), []);
+    assert.is((await fs.stat(path.join(root, '.prerender', 'reserve'))).size, 256 * 1024);
   } finally {
     await origin.close();
     umount(root);

@@ -111,3 +111,58 @@ for (const mode of ['threadPool', 'blocking'] as const satisfies readonly IoMode
 
   commits.run();
 }
+
+// ---
+
+const temps = suite('temp files');
+
+temps('a write queued after the temp file was closed fails with EBADF and lands in no other file', async () => {
+  const dir = await tempDir();
+  try {
+    const root = new CacheRoot(dir);
+    await root.store.init();
+    const temp = root.store.openTemp();
+    temp.write(Buffer.from('first'));
+    await temp.finish(false);
+    // The descriptor number is free again: the next file opened may well get it.
+    const other = path.join(dir, 'other');
+    const otherHandle = await fs.open(other, 'w');
+    try {
+      temp.write(Buffer.from('late'));
+      await temp.drained();
+      assert.is((temp.error as NodeJS.ErrnoException | undefined)?.code, 'EBADF');
+    } finally {
+      await otherHandle.close();
+    }
+    assert.is(await fs.readFile(other, 'utf8'), '');
+    assert.is(await fs.readFile(temp.path, 'utf8'), 'first');
+    await temp.discard();
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+temps('stale temp files: this process keeps its own; the same pid under another tag is aged like any live pid', async () => {
+  const dir = await tempDir();
+  try {
+    const root = new CacheRoot(dir);
+    await root.store.init();
+    const own = root.store.openTemp();
+    own.write(Buffer.from('mine'));
+    await own.drained();
+    const young = path.join(root.store.tempDir, `${process.pid}-0badcafe-1.tmp`);
+    const old = path.join(root.store.tempDir, `${process.pid}-0badcafe-2.tmp`);
+    await fs.writeFile(young, 'young');
+    await fs.writeFile(old, 'old');
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await fs.utimes(old, twoHoursAgo, twoHoursAgo);
+    assert.is(await root.store.removeStaleTemps(), 1);
+    assert.equal((await fs.readdir(root.store.tempDir)).sort(), [path.basename(own.path), path.basename(young)].sort());
+    await own.discard();
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+temps.run();
+
