@@ -57,6 +57,8 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   for (const log of await root.tags.allLogs()) await root.compact(log);
   await root.invalidations.prune(now);
   await root.store.removeStaleTemps();
+  // Its records may have used the reserve on a full disk (invalidation.ts); set it aside again.
+  await root.store.keepReserve();
   return result;
 }
 
