@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
-import { PrerenderError, isErrno } from './errors.js';
+import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
 import type { IoMode } from './file-io.js';
 import { createGeneration, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
@@ -50,9 +50,10 @@ export interface CrawlOptions {
   precompress?: readonly Encoding[];
   /**
    * How pages are written (file-io.ts). `'blocking'` makes the calls that write a page on the event
-   * loop (fsyncs, tag logs and precompressed siblings excepted): several times cheaper per call, so the crawl runs faster, but the calling process
-   * pauses for each, microseconds normally and as long as the disk when it stalls. The CLI uses it; an
-   * app crawling from its own process should keep the default.
+   * loop (fsyncs, tag logs and precompressed siblings excepted): several times cheaper per call, so
+   * the crawl runs faster, but the calling process pauses for each, microseconds normally and as long
+   * as the disk when it stalls. The CLI uses it; an app crawling from its own process should keep the
+   * default.
    * @default 'threadPool'
    */
   io?: IoMode;
@@ -111,8 +112,6 @@ interface Task {
 
 const MAX_LISTED = 1000;
 const MAX_BACKOFF_MS = 30_000;
-/** Write errors that no later page can escape: the crawl stops instead of fetching the rest for nothing. */
-const STOPPING_ERRORS = ['ENOSPC', 'EDQUOT', 'EROFS'];
 
 export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const origin = parseOrigin(options.origin);
@@ -220,18 +219,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     let outcome: PageOutcome;
     for (;;) {
       attempts++;
-      try {
-        outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
-      } catch (error) {
-        // fetchPage answers for the network and the origin; what it throws came from writing the page
-        // (an errno, or the store's EROOT wrapping one). Anything else is a bug, and must not be
-        // reported as a thousand failed URLs.
-        if (!isErrno(error)) throw error;
-        const cause: unknown = error.cause;
-        const stopping = [error, cause].some((candidate) => isErrno(candidate, ...STOPPING_ERRORS));
-        if (stopping) report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${error.message}); later pages were not fetched`;
-        // Other write errors may pass (a deleted root is set up again; descriptors run out for a moment).
-        outcome = { outcome: 'failed', reason: error.message, retryable: !stopping };
+      outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
+      if (outcome.outcome === 'failed' && outcome.unwritable === true) {
+        report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`;
       }
       if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || report.stoppedEarly !== undefined) break;
       const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());

@@ -14,6 +14,7 @@ import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpH
 import https, { type Agent as HttpsAgent } from 'node:https';
 import { BodySink } from './body.js';
 import { entryFor, type CacheRoot } from './cache-root.js';
+import { isErrno } from './errors.js';
 import { checkResponse } from './policy.js';
 import { encodePath, type CachePath } from './url-path.js';
 
@@ -29,9 +30,19 @@ export interface FetchPageOptions {
 export type PageOutcome =
   | { outcome: 'stored'; status: number; bytes: number }
   | { outcome: 'skipped'; status?: number; reason: string }
-  | { outcome: 'failed'; status?: number; reason: string; retryable: boolean; retryAfterMs?: number };
+  | {
+    outcome: 'failed';
+    status?: number;
+    reason: string;
+    retryable: boolean;
+    retryAfterMs?: number;
+    /** The file system refused the write, and will refuse every later one too (full, over quota, read-only). */
+    unwritable?: true;
+  };
 
 const MAX_BACKLOG = 8 * 1024 * 1024;
+/** Write errors no later write escapes either. */
+const LASTING_WRITE_ERRORS = ['ENOSPC', 'EDQUOT', 'EROFS'];
 const MAX_DRAINED = 64 * 1024;
 
 export async function fetchPage(root: CacheRoot, target: CachePath, options: FetchPageOptions): Promise<PageOutcome> {
@@ -115,7 +126,20 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     return { outcome: 'failed', status, reason: refusal, retryable: true };
   }
   const bytes = sink.temp.bytes;
-  const committed = await root.commit(sink.temp, entryFor(target, verdict, renderedAt, bytes));
+  let committed;
+  try {
+    committed = await root.commit(sink.temp, entryFor(target, verdict, renderedAt, bytes));
+  } catch (error) {
+    // A write the file system refused (an errno, or the store's EROOT wrapping one) is this page's
+    // failure; anything else is a bug, and must not turn into a thousand failed pages.
+    if (!isErrno(error)) throw error;
+    const cause: unknown = error.cause;
+    if ([error, cause].some((candidate) => isErrno(candidate, ...LASTING_WRITE_ERRORS))) {
+      return { outcome: 'failed', status, reason: error.message, retryable: false, unwritable: true };
+    }
+    // Others may pass: a deleted root is set up again, descriptors run out for a moment.
+    return { outcome: 'failed', status, reason: error.message, retryable: true };
+  }
   return committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason };
 }
 

@@ -125,16 +125,11 @@ export async function refreshFiles(root: CacheRoot, files: readonly string[], op
     const target = targetFor(file, meta?.urlPath);
     let outcome: PageOutcome = { outcome: 'skipped', reason: 'its URL path cannot be recovered' };
     if (target !== undefined) {
-      try {
-        outcome = await fetchPage(root, target, {
-          origin: options.origin,
-          timeoutMs: options.timeoutMs ?? 30_000,
-          maxBodyBytes: options.maxBodyBytes ?? 10 * 1024 * 1024,
-        });
-      } catch (error) {
-        // Thrown by the write (a full disk, say): the old version must still go.
-        outcome = { outcome: 'failed', reason: error instanceof Error ? error.message : String(error), retryable: false };
-      }
+      outcome = await fetchPage(root, target, {
+        origin: options.origin,
+        timeoutMs: options.timeoutMs ?? 30_000,
+        maxBodyBytes: options.maxBodyBytes ?? 10 * 1024 * 1024,
+      });
     }
     if (outcome.outcome === 'stored') {
       result.refreshed.push(file);
