@@ -87,6 +87,28 @@ export interface Reply {
   body: Buffer;
 }
 
+/**
+ * One request written byte for byte (request line and headers as given, then `Connection: close`), for
+ * what node:http would refuse or normalise: a raw `#`, odd header spellings, absolute-form targets.
+ */
+export function rawRequest(port: number, lines: string[]): Promise<{ status: number; xCache: string | undefined; body: string }> {
+  return new Promise((resolve) => {
+    let data = '';
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(`${lines.join('\r\n')}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('latin1');
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      resolve({
+        status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(data)?.[1] ?? 0),
+        xCache: /\r\nx-cache: *([^\r\n]*)/i.exec(data)?.[1],
+        body: data.slice(data.indexOf('\r\n\r\n') + 4),
+      });
+    });
+  });
+}
+
 /** One request over a fresh connection; `target` goes into the request line as given. */
 export function request(port: number, target: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {

@@ -6,9 +6,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import net from 'node:net';
 import type { CacheOptions } from '../src/index.js';
-import { listFiles, nginxAvailable, request, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
+import { listFiles, nginxAvailable, rawRequest, request, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -25,24 +24,6 @@ function setUp(context: Context, options: Omit<CacheOptions, 'root'>, nginxHosts
 }
 
 const tearDown = stopCachedSite;
-
-function rawRequest(port: number, lines: string[]): Promise<{ status: number; xCache: string | undefined; body: string }> {
-  return new Promise((resolve) => {
-    let data = '';
-    const socket = net.connect(port, '127.0.0.1', () => socket.write(`${lines.join('\r\n')}\r\nConnection: close\r\n\r\n`));
-    socket.on('data', (chunk: Buffer) => {
-      data += chunk.toString('latin1');
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      resolve({
-        status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(data)?.[1] ?? 0),
-        xCache: /\r\nx-cache: *([^\r\n]*)/i.exec(data)?.[1],
-        body: data.slice(data.indexOf('\r\n\r\n') + 4),
-      });
-    });
-  });
-}
 
 /** Pages on disk, leaving out each host's own state directory. */
 async function pagesOnDisk(root: string): Promise<string[]> {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { postPath, renderPost } from '../fixtures/site/posts.js';
 import { parseContentType } from '../src/mime.js';
-import { listFiles, nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
+import { listFiles, nginxAvailable, rawRequest, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
 type Context = CachedSite;
 
@@ -104,6 +104,47 @@ for (const page of pages) {
   const reply = await request(context.nginx.port, '/about', { method: 'POST' });
   assert.is(reply.status, 200);
   assert.is(reply.headers['x-cache'], 'MISS');
+});
+
+/**
+ * Requests whose response the middleware would never store, aimed at a page that IS on disk: nginx must
+ * still send each to the app (invariant 4). Without the file the app answers anyway, so only a stored
+ * page shows whether nginx's own checks work.
+ */
+const bypassing: Array<{ why: string; lines: string[] }> = [
+  ...['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'].map((method) => ({ why: method, lines: [`${method} /about HTTP/1.1`] })),
+  { why: 'query string', lines: ['GET /about?x=1 HTTP/1.1'] },
+  { why: 'empty query string', lines: ['GET /about? HTTP/1.1'] },
+  { why: 'fragment sent raw', lines: ['GET /about#top HTTP/1.1'] },
+  { why: 'bearer credentials', lines: ['GET /about HTTP/1.1', 'Authorization: Bearer secret'] },
+  { why: 'basic credentials', lines: ['GET /about HTTP/1.1', 'authorization: Basic eDp5'] },
+  ...['connect.sid', 'session', 'session.sig', 'sid', 'sessionid'].map((name) => ({ why: `session cookie ${name}`, lines: ['GET /about HTTP/1.1', `Cookie: theme=dark; ${name}=abc`] })),
+  { why: 'merged slashes', lines: ['GET //about HTTP/1.1'] },
+  { why: 'dot segment', lines: ['GET /./about HTTP/1.1'] },
+  { why: 'dot-dot segment', lines: ['GET /x/../about HTTP/1.1'] },
+  { why: 'encoded dot segment', lines: ['GET /x/%2E%2e/about HTTP/1.1'] },
+  { why: 'encoded slash', lines: ['GET /about%2F HTTP/1.1'] },
+];
+/** The same page, asked for in ways the middleware would store: nginx answers them from disk. */
+const served: Array<{ why: string; lines: string[] }> = [
+  { why: 'plain GET', lines: ['GET /about HTTP/1.1'] },
+  { why: 'another spelling of a letter', lines: ['GET /%61bout HTTP/1.1'] },
+  { why: 'cookies that are not session cookies', lines: ['GET /about HTTP/1.1', 'Cookie: theme=dark; sessions_seen=3; my_sid=1'] },
+  { why: 'an empty Authorization header', lines: ['GET /about HTTP/1.1', 'Authorization: '] },
+];
+
+(hasNginx ? mapping : mapping.skip)('requests the middleware never stores reach the app even when the page is on disk', async (context) => {
+  await request(context.nginx.port, '/about');
+  await context.cache.idle();
+  for (const { why, lines } of served) {
+    const reply = await rawRequest(context.nginx.port, [...lines.slice(0, 1), 'Host: localhost', ...lines.slice(1)]);
+    assert.is(reply.xCache, 'HIT', why);
+    assert.is(reply.status, 200, why);
+  }
+  for (const { why, lines } of bypassing) {
+    const reply = await rawRequest(context.nginx.port, [...lines.slice(0, 1), 'Host: localhost', ...lines.slice(1)]);
+    assert.is(reply.xCache, 'MISS', `${why}: must reach the app`);
+  }
 });
 
 (hasNginx ? mapping : mapping.skip)('a directory with pages below it but no index.html falls through to the app', async (context) => {
