@@ -53,6 +53,10 @@ singleTest('an allowlisted Host is stored and served, in any case and with a por
   for (const host of ['WWW.EXAMPLE.COM', 'www.example.com:80', 'www.example.com.']) {
     assert.is((await request(context.nginx.port, '/a', { headers: { Host: host } })).headers['x-cache'], 'HIT', host);
   }
+  // The page is on disk now: only nginx's allowlist keeps it from answering for another host.
+  for (const host of ['evil.example', 'evil-www.example.com', 'www.example.com.evil.example', 'wwwXexample.com']) {
+    assert.is((await request(context.nginx.port, '/a', { headers: { Host: host } })).headers['x-cache'], 'MISS', host);
+  }
 });
 
 singleTest('another Host never reaches the disk, and its page is never stored', async (context) => {
