@@ -24,6 +24,7 @@ import { POST_COUNT, postPath, renderPost } from '../fixtures/site/posts.js';
 import type * as Prerender from '../src/index.js';
 import { removeDir, request, startNginx, startServer, tempDir, type Nginx, type Reply, type Server } from '../test/helpers.js';
 import { execBounded, median, within, withCleanup } from './exec.js';
+import { hitCostUnavailable, hitCosts, type CostedPage } from './hit-cost.js';
 import type { BenchRow } from './report.js';
 
 type Cache = Prerender.Cache;
@@ -37,6 +38,8 @@ const CONNECTIONS = 32;
 const DRAIN_LIMIT_MS = 120_000;
 const HIT_PAGES = ['/about', '/docs/getting-started', '/style.css'] as const;
 const RENDERED = 1;
+/** Hits a page in each counted run (costRows); enough that start-up effects are well under 1%. */
+const COUNTED_HITS = 1000;
 /** wrk asks for every post in turn: each request of the miss-path run is a different page. */
 const CYCLE_POSTS = `local i = 0
 request = function()
@@ -122,8 +125,55 @@ export async function run(): Promise<BenchRow[]> {
     comparisons.push({ label: `c /posts/*: app+middleware (miss) / app alone`, subject: capturedPosts, baseline: barePosts, goal: 0.9, note: `${POST_COUNT} distinct posts; ${renderNote}` });
     const [captured, bare] = await measurePair(capturedSide(rig, about, false), bareSide(rig, about, false));
     comparisons.push({ label: 'c /about: app+middleware (miss) / app alone', subject: captured, baseline: bare, goal: undefined, note: 'a constant page: what the capture costs next to a render of nothing' });
-    return [{ bench: BENCH, case: `render ${post.path} in the app`, value: renderUs, unit: 'µs', note: 'mean of 2,000 renders after 500 warm-up, in the bench process' }, ...rows(comparisons)];
+    return [
+      { bench: BENCH, case: `render ${post.path} in the app`, value: renderUs, unit: 'µs', note: 'mean of 2,000 renders after 500 warm-up, in the bench process' },
+      ...rows(comparisons),
+      ...(await costRows(rig)),
+    ];
   });
+}
+
+/**
+ * Case a counted instead of timed (hit-cost.ts): what a hit costs nginx in instructions and system
+ * calls, through the generated config (as the bench runs it, and with `pcre_jit on`, which the README
+ * recommends) and through the plain one. Immune to the VM's noise, so a config change shows here first.
+ */
+async function costRows(rig: Rig): Promise<BenchRow[]> {
+  const missing = await hitCostUnavailable();
+  if (missing !== undefined) {
+    progress(`SKIPPED the counted cost of a hit: ${missing}`);
+    return [];
+  }
+  const hit = (target: string): CostedPage => ({
+    target,
+    expect: (status, headers) => (status === 200 && headers['x-cache'] === 'HIT' ? undefined : `status ${status}, X-Cache ${String(headers['x-cache'])}`),
+  });
+  const plain = (target: string): CostedPage => ({ target, expect: (status) => (status === 200 ? undefined : `status ${status}`) });
+  progress(`counting instructions and system calls of ${COUNTED_HITS} hits a page under valgrind and strace`);
+  const generated = await hitCosts(rig.generated.config, HIT_PAGES.map(hit), COUNTED_HITS);
+  const jit = await hitCosts(rig.generated.config.replace(/^daemon off;$/m, 'daemon off;\npcre_jit on;'), HIT_PAGES.map(hit), COUNTED_HITS);
+  const bare = await hitCosts(rig.plain.config, HIT_PAGES.map(plain), COUNTED_HITS);
+  const out: BenchRow[] = [];
+  const how = `valgrind callgrind, nginx as one process, user space only; (${COUNTED_HITS} hits - none) / ${COUNTED_HITS}`;
+  for (const target of HIT_PAGES) {
+    const [ours, withJit, theirs] = [generated.get(target), jit.get(target), bare.get(target)];
+    if (ours === undefined || withJit === undefined || theirs === undefined) throw new Error(`${BENCH}: no counted cost for ${target}`);
+    const count = (value: number): string => Math.round(value).toLocaleString('en-US');
+    out.push({
+      bench: BENCH, case: `a' ${target}: instructions per hit, generated config / plain nginx`, value: ours.instructions / theirs.instructions, unit: 'x',
+      note: `${count(ours.instructions)} vs ${count(theirs.instructions)}; ${how}`,
+    }, {
+      bench: BENCH, case: `a' ${target}: the same with pcre_jit on`, value: withJit.instructions / theirs.instructions, unit: 'x',
+      note: `${count(withJit.instructions)} vs ${count(theirs.instructions)}`,
+    });
+    if (ours.syscalls !== undefined && theirs.syscalls !== undefined) {
+      out.push({
+        bench: BENCH, case: `a' ${target}: system calls per hit, generated config / plain nginx`, value: ours.syscalls / theirs.syscalls, unit: 'x',
+        note: `${ours.syscalls.toFixed(1)} vs ${theirs.syscalls.toFixed(1)} (strace -c)`,
+      });
+    }
+  }
+  return out;
 }
 
 /** The post the app renders, as a fixture page: what a hit must serve byte for byte. */
