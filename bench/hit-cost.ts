@@ -96,10 +96,22 @@ async function underTool(config: string, dir: string, wrapper: readonly string[]
   } finally {
     // QUIT to nginx itself (strace is a process of its own; valgrind runs inside nginx's): a graceful
     // stop, so the tool sees the process exit and writes its counts.
+    // Sent again each second until it exits: nginx in one process checks for a signal only between
+    // waits, and one arriving just before epoll_wait leaves it asleep. Native, that window is
+    // nanoseconds; valgrind holds signals back to its own safe points, and nginx slept there for good.
     const pid = Number(await fs.readFile(pidFile, 'utf8').catch(() => ''));
-    if (Number.isSafeInteger(pid) && pid > 0) process.kill(pid, 'SIGQUIT');
-    else child.kill('SIGQUIT');
+    const quit = (): void => {
+      try {
+        if (Number.isSafeInteger(pid) && pid > 0) process.kill(pid, 'SIGQUIT');
+        else child.kill('SIGQUIT');
+      } catch {
+        // Gone already.
+      }
+    };
+    quit();
+    const again = setInterval(quit, 1000);
     await exited;
+    clearInterval(again);
     clearTimeout(timer);
   }
   return stderr;
