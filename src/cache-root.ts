@@ -72,10 +72,19 @@ export class CacheRoot {
     return this.store.root;
   }
 
+  /**
+   * Sets the root up for writing (state directories, stale temp files, this process's maxRenderMs
+   * declared to pruners); once, however often it is called.
+   */
+  async init(): Promise<void> {
+    await this.store.init();
+    await this.invalidations.declareRetention();
+  }
+
   /** Stores a finished temp file as `meta.file`; the temp file is gone afterwards either way. */
   async commit(temp: TempFile, meta: EntryMeta): Promise<CommitResult> {
     try {
-      await this.store.init();
+      await this.init();
       if (this.store.resolve(meta.file) === undefined) return { stored: false, reason: 'path outside the root or too long' };
       const logs = new Map<string, LogIdentity>();
       for (const tag of meta.tags) logs.set(tag, await this.tags.append(tag, meta.file));

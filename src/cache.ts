@@ -158,7 +158,7 @@ export function createCache(options: CacheOptions): Cache {
   let reserved = 0;
   // Start-up work (state directory, stale temp files) happens now, off any response.
   for (const root of roots.values()) {
-    root.store.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
+    root.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
   }
 
   const context: CaptureContext = {

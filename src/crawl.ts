@@ -140,7 +140,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
   const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: options.io ?? 'threadPool' });
   try {
-    await root.store.init();
+    await root.init();
   } catch (error) {
     agent.destroy();
     throw error;

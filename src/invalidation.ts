@@ -5,10 +5,16 @@
  * purge (DESIGN.md invariant 5).
  *
  * Records are appended, never rewritten (concurrent purges cannot erase each other's), to one journal
- * per time bucket, `.prerender/inval/<bucket>.log`, one bucket per `maxRenderMs`. A write whose render
- * started more than `maxRenderMs` ago is refused outright, so only the last two journals are ever
- * read, and older ones are deleted whole, with no writer in them. Each process keeps what it has read
- * of a journal and reads only what was appended since: a check costs one stat while nothing is purged.
+ * per 10-minute bucket, `.prerender/inval/<bucket>.log`. A check reads the buckets from its render's
+ * start to now: one journal, two when the render straddles a boundary. The bucket length is the same
+ * in every process whatever its `maxRenderMs`, or a CLI purge (default settings) would land in a
+ * journal an app configured otherwise never reads.
+ *
+ * A write whose render started more than `maxRenderMs` ago is refused outright, so journals older than
+ * that can go, deleted whole with no writer in them. Processes sharing a root may differ in
+ * `maxRenderMs`: each declares its own in an empty `retain-<ms>` file before it checks anything, and a
+ * prune keeps journals for the longest declared. Each process keeps what it has read of a journal and
+ * reads only what was appended since: a check costs one stat while nothing is purged.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -23,6 +29,10 @@ export interface InvalidationTarget {
 }
 
 type Kind = 'all' | 'tag' | 'file' | 'prefix';
+
+/** The default maxRenderMs, so that roots written when the bucket followed it keep their journal names. */
+const BUCKET_MS = 600_000;
+const RETAIN_PREFIX = 'retain-';
 
 /** What one process has read of one bucket's journal. */
 interface Journal {
@@ -43,6 +53,7 @@ export class Invalidations {
   private readonly reserve: string;
   private readonly journals = new Map<number, Journal>();
   private readonly io: FileIo;
+  private declared: Promise<void> | undefined;
 
   constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo('threadPool')) {
     this.dir = path.join(stateDir, 'inval');
@@ -50,6 +61,26 @@ export class Invalidations {
     this.root = root;
     this.maxRenderMs = maxRenderMs;
     this.io = io;
+  }
+
+  /**
+   * Declares this process's `maxRenderMs` to every pruner (`retain-<ms>`), once; call before the first
+   * check. Renders that started before it cannot miss a record to a prune: a pruner deletes only
+   * journals older than its own maxRenderMs plus a 10-minute bucket, far before this process started.
+   */
+  declareRetention(): Promise<void> {
+    this.declared ??= (async () => {
+      await makeDirectories(this.dir, this.root);
+      try {
+        await fs.writeFile(path.join(this.dir, `${RETAIN_PREFIX}${this.maxRenderMs}`), '', { flag: 'wx', mode: 0o644 });
+      } catch (error) {
+        if (!isErrno(error, 'EEXIST')) throw error;
+      }
+    })().catch((error: unknown) => {
+      this.declared = undefined;
+      throw error;
+    });
+    return this.declared;
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
@@ -92,11 +123,21 @@ export class Invalidations {
     return undefined;
   }
 
-  /** Deletes journals no render can still be checked against. */
+  /**
+   * Deletes journals no render can still be checked against, in any process that declared its
+   * maxRenderMs here.
+   */
   async prune(now = Date.now()): Promise<void> {
-    const oldest = this.bucketOf(now - this.maxRenderMs) - 1;
-    for (const name of await fs.readdir(this.dir).catch(() => [] as string[])) {
-      const bucket = Number(name.replace(/\.log$/, ''));
+    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    let retainMs = this.maxRenderMs;
+    for (const name of names) {
+      const declared = name.startsWith(RETAIN_PREFIX) ? Number(name.slice(RETAIN_PREFIX.length)) : Number.NaN;
+      if (Number.isSafeInteger(declared)) retainMs = Math.max(retainMs, declared);
+    }
+    const oldest = this.bucketOf(now - retainMs) - 1;
+    for (const name of names) {
+      if (!name.endsWith('.log')) continue;
+      const bucket = Number(name.slice(0, -'.log'.length));
       if (Number.isSafeInteger(bucket) && bucket < oldest) {
         await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
         this.journals.delete(bucket);
@@ -105,7 +146,7 @@ export class Invalidations {
   }
 
   private bucketOf(at: number): number {
-    return Math.floor(at / this.maxRenderMs);
+    return Math.floor(at / BUCKET_MS);
   }
 
   private journalPath(bucket: number): string {

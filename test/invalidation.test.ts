@@ -1,9 +1,12 @@
 /**
  * Invalidation journals read by many checks at once in one process (a crawl or a busy server commits
  * several pages concurrently): no check may throw, skip a record or miss one appended before it began.
+ * And shared by processes whose maxRenderMs differ: each sees the others' records, and no prune deletes
+ * a journal another process may still check against.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Invalidations } from '../src/invalidation.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -33,3 +36,60 @@ concurrent('every check sees every purge recorded before it began, however the r
 });
 
 concurrent.run();
+
+// ---
+
+const shared = suite('processes with different maxRenderMs sharing one root');
+const HOUR = 3_600_000;
+
+async function journals(invalidations: Invalidations): Promise<number> {
+  return (await fs.readdir(invalidations.dir)).filter((name) => name.endsWith('.log')).length;
+}
+
+shared('a purge recorded by one is seen by the others', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const state = path.join(root, '.prerender');
+    const renderedAt = Date.now() - 5;
+    await new Invalidations(state, root, 600_000).recordTags(['post:1'], renderedAt + 1);
+    for (const maxRenderMs of [50, 60_000, 600_000, 3 * HOUR]) {
+      const reason = await new Invalidations(state, root, maxRenderMs).staleReason(renderedAt, { file: 'p', urlPath: '/p', tags: ['post:1'] });
+      assert.is(reason, 'tag post:1 was purged while it rendered', `maxRenderMs ${maxRenderMs}`);
+    }
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+shared('a prune keeps journals as long as the longest maxRenderMs declared, and no longer', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const state = path.join(root, '.prerender');
+    const now = Date.now();
+    const impatient = new Invalidations(state, root, 50);
+    await impatient.declareRetention();
+    const record = async (): Promise<void> => {
+      await impatient.recordTags(['ancient'], now - 5 * HOUR);
+      await impatient.recordTags(['old'], now - 2 * HOUR);
+      await impatient.recordTags(['recent'], now - 1000);
+    };
+    await record();
+    assert.is(await journals(impatient), 3);
+    await impatient.prune(now);
+    assert.is(await journals(impatient), 1, 'alone, the impatient process keeps only the recent journal');
+
+    const patient = new Invalidations(state, root, 3 * HOUR);
+    await patient.declareRetention();
+    await record();
+    await impatient.prune(now);
+    assert.is(await journals(impatient), 2, 'the 2-hour-old journal is kept for the 3-hour process; the 5-hour-old one goes');
+    const reason = await patient.staleReason(now - 2 * HOUR - 1000, { file: 'p', urlPath: '/p', tags: ['old'] }, now);
+    assert.is(reason, 'tag old was purged while it rendered', 'the patient process still sees the purge its render straddles');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+shared.run();

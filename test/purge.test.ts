@@ -54,10 +54,8 @@ interface RaceContext {
 
 const race = suite<RaceContext>('no stale resurrection: a render that started before a purge never stores');
 
-race.before.each(async (context) => {
-  context.dir = await tempDir();
-  context.root = path.join(context.dir, 'cache');
-  context.cache = createCache({ root: context.root, log: () => undefined });
+async function startRaceApp(context: RaceContext, options: { maxRenderMs?: number } = {}): Promise<void> {
+  context.cache = createCache({ root: context.root, log: () => undefined, ...options });
   context.version = 1;
   context.gate = new Gate();
   context.app = await startServer(context.cache.wrap(async (req, res) => {
@@ -66,6 +64,12 @@ race.before.each(async (context) => {
     res.writeHead(200, { 'Content-Type': html, 'Cache-Tag': 'post:1' });
     res.end(`<p>version ${version}</p>`);
   }));
+}
+
+race.before.each(async (context) => {
+  context.dir = await tempDir();
+  context.root = path.join(context.dir, 'cache');
+  await startRaceApp(context);
 });
 race.after.each(async (context) => {
   await context.app.close();
@@ -97,6 +101,19 @@ for (const [name, selector] of [
 }
 
 race('purge by tag from another process (the CLI)', async (context) => {
+  const purged = await renderAcross(context, async () => {
+    const result = await runCli(['purge', '--tag', 'post:1', '--root', context.root]);
+    assert.is(result.code, 0, result.stderr);
+  });
+  assert.equal(purged, []);
+});
+
+race('purge from the CLI, whose settings differ from the app\'s (maxRenderMs)', async (context) => {
+  // Journals were once bucketed by each process's own maxRenderMs: the app looked for this purge in
+  // a journal the CLI never wrote, and stored the stale render.
+  await context.app.close();
+  await context.cache.idle();
+  await startRaceApp(context, { maxRenderMs: 60_000 });
   const purged = await renderAcross(context, async () => {
     const result = await runCli(['purge', '--tag', 'post:1', '--root', context.root]);
     assert.is(result.code, 0, result.stderr);

@@ -99,7 +99,7 @@ expiry('sweep --refresh replaces expired pages in place; a failed refresh delete
   assert.equal(await listFiles(context.root), ['long/index.html', 'short/index.html']);
 });
 
-expiry('the index drops entries of removed files; old invalidation buckets go', async (context) => {
+expiry('the index drops entries of removed files', async (context) => {
   await warm(context, ['/short', '/long', '/forever']);
   const cacheRoot = new CacheRoot(context.root, { maxRenderMs: 50 });
   await context.cache.purge({ paths: ['/long', '/forever'] });
@@ -114,7 +114,6 @@ expiry('the index drops entries of removed files; old invalidation buckets go', 
   assert.is(patient.orphans, 0, 'a meta younger than maxRenderMs may belong to a write in flight: kept');
   const strict = await sweep(cacheRoot);
   assert.is(strict.orphans, 1, 'the meta of the file deleted behind our back is dropped');
-  assert.is((await fs.readdir(cacheRoot.invalidations.dir)).length, 1, 'only the current bucket is left');
 });
 
 expiry.run();
