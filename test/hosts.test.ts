@@ -5,7 +5,9 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
 import type { CacheOptions } from '../src/index.js';
 import { listFiles, nginxAvailable, rawRequest, request, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
@@ -78,6 +80,8 @@ singleTest('X-Forwarded-Host cannot poison the stored page: nginx overrides it, 
 });
 
 singleTest('absolute-form targets, a missing Host, HTTP/1.0, duplicated Host headers', async (context) => {
+  // Stored first: only a page on disk shows whether nginx would serve it to these requests.
+  assert.equal(await twice(context, '/e', { Host: 'www.example.com' }), ['MISS', 'HIT']);
   const replies = [
     await rawRequest(context.nginx.port, ['GET http://evil.example/e HTTP/1.1', 'Host: www.example.com']),
     await rawRequest(context.nginx.port, ['GET /e HTTP/1.0']),
@@ -89,7 +93,8 @@ singleTest('absolute-form targets, a missing Host, HTTP/1.0, duplicated Host hea
   // The app may answer these however it likes (a request for another host is that host's business);
   // what matters is that none is a disk hit and none is stored.
   for (const reply of replies) assert.ok(reply.xCache !== 'HIT', JSON.stringify(reply));
-  assert.equal(await listFiles(context.root), []);
+  assert.equal(await listFiles(context.root), ['e/index.html']);
+  assert.is(await fs.readFile(path.join(context.root, 'e/index.html'), 'utf8'), '<a href="//www.example.com/">home</a>', 'not overwritten');
 });
 
 singleTest('direct to the app: forwarded and override headers are never stored', async (context) => {
@@ -123,6 +128,9 @@ multiTest('each host gets its own tree and nginx serves each its own page', asyn
 
 multiTest('unknown and hostile hosts: never stored, never served from another host\'s tree', async (context) => {
   await twice(context, '/page', { Host: 'a.test' });
+  // A tree left by a host no longer on the allowlist: only nginx's allowlist keeps it from being served.
+  await fs.mkdir(path.join(context.root, 'c.test', 'page'), { recursive: true });
+  await fs.writeFile(path.join(context.root, 'c.test', 'page', 'index.html'), '<p>stale</p>');
   for (const host of ['c.test', 'a.test.evil', '..', 'a.test/..', '.a.test']) {
     const reply = await rawRequest(context.nginx.port, ['GET /page HTTP/1.1', `Host: ${host}`]);
     assert.ok(reply.xCache !== 'HIT', `${host}: ${JSON.stringify(reply)}`);
@@ -130,7 +138,7 @@ multiTest('unknown and hostile hosts: never stored, never served from another ho
   const noHost = await rawRequest(context.nginx.port, ['GET /a.test/page HTTP/1.0']);
   assert.ok(noHost.xCache !== 'HIT', 'a tree is never reachable as a path of the bare root');
   await context.cache.idle();
-  assert.equal(await pagesOnDisk(context.root), ['a.test/page/index.html']);
+  assert.equal(await pagesOnDisk(context.root), ['a.test/page/index.html', 'c.test/page/index.html']);
 });
 
 multiTest('purge applies to every host, or to the host of an absolute URL', async (context) => {
@@ -166,6 +174,14 @@ const cookieHeaders: string[][] = [
 ];
 
 cookieTest('the session cookie is always found: every request reaches the app, nothing is stored', async (context) => {
+  // A page on disk: nginx's cookie rule alone decides whether these requests get it.
+  await rawRequest(context.nginx.port, ['GET /cookie/stored HTTP/1.1', 'Host: localhost']);
+  await context.cache.idle();
+  assert.is((await rawRequest(context.nginx.port, ['GET /cookie/stored HTTP/1.1', 'Host: localhost'])).xCache, 'HIT');
+  for (const headers of cookieHeaders) {
+    const reply = await rawRequest(context.nginx.port, ['GET /cookie/stored HTTP/1.1', 'Host: localhost', ...headers]);
+    assert.is(reply.xCache, 'MISS', `stored page: ${headers.join(' | ')}`);
+  }
   for (const [index, headers] of cookieHeaders.entries()) {
     for (let i = 0; i < 2; i++) {
       const reply = await rawRequest(context.nginx.port, [`GET /cookie/${index} HTTP/1.1`, 'Host: localhost', ...headers]);
@@ -173,10 +189,10 @@ cookieTest('the session cookie is always found: every request reaches the app, n
       await context.cache.idle();
     }
   }
-  assert.equal(await listFiles(context.root), []);
+  assert.equal(await listFiles(context.root), ['cookie/stored/index.html']);
   await rawRequest(context.nginx.port, ['GET /cookie/none HTTP/1.1', 'Host: localhost', 'Cookie: theme=dark; _ga=1']);
   await context.cache.idle();
-  assert.equal(await listFiles(context.root), ['cookie/none/index.html'], 'control: other cookies do not bypass');
+  assert.equal(await listFiles(context.root), ['cookie/none/index.html', 'cookie/stored/index.html'], 'control: other cookies do not bypass');
 });
 
 cookies.run();
