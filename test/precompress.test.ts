@@ -98,6 +98,35 @@ it('a new version never leaves the old siblings behind', async (context) => {
   }
 });
 
+it('a refresh in place without precompress removes the old siblings', async (context) => {
+  await request(context.nginx.port, '/versioned');
+  await context.cache.idle();
+  const stored = path.join(context.root, 'versioned/index.html');
+  assert.ok(existsSync(`${stored}.gz`));
+  if (hasBrotli) assert.ok(existsSync(`${stored}.br`));
+  context.version += 1;
+  // A bare origin, not the wrapped app: the middleware would store the page again with fresh
+  // siblings and hide stale ones. purge --refresh writes no siblings and renames over the old file.
+  const origin = await startServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(Buffer.byteLength(page(context))) });
+    res.end(page(context));
+  });
+  const result = await runCli(['purge', '/versioned', '--refresh', '--origin', origin.url, '--root', context.root]);
+  await origin.close();
+  assert.is(result.code, 0, result.stderr);
+  assert.is(await fs.readFile(stored, 'utf8'), page(context));
+  assert.not.ok(existsSync(`${stored}.gz`), 'the old version must not outlive its replacement as .gz');
+  assert.not.ok(existsSync(`${stored}.br`), 'the old version must not outlive its replacement as .br');
+  // What a stale sibling would break: gzip_static would hand the old page to every gzip client.
+  const encodings = ['gzip', 'br, gzip'].slice(0, hasBrotli ? 2 : 1);
+  for (const encoding of encodings) {
+    const reply = await request(context.nginx.port, '/versioned', { headers: { 'Accept-Encoding': encoding } });
+    assert.is(reply.headers['x-cache'], 'HIT');
+    assert.is(reply.headers['content-encoding'], undefined, encoding);
+    assert.is(reply.body.toString(), page(context), encoding);
+  }
+});
+
 it('crawl --precompress writes the siblings too', async (context) => {
   const origin = await startServer(siteHandler);
   const result = await runCli(['crawl', '-', '--precompress', '--origin', origin.url, '--root', context.root], { input: '/stream\n' });

@@ -9,7 +9,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
-import { Store } from '../src/store.js';
+import { CacheRoot } from '../src/cache-root.js';
+import { purge } from '../src/purge.js';
+import { Store, type EntryMeta } from '../src/store.js';
 import { listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -119,6 +121,37 @@ race('purge from the CLI, whose settings differ from the app\'s (maxRenderMs)', 
     assert.is(result.code, 0, result.stderr);
   });
   assert.equal(purged, []);
+});
+
+/**
+ * A write whose purge lands after its first check and before its rename: the purge finds no file
+ * yet, so only the write's second check can take the page back off the disk.
+ */
+async function commitWithPurgeBeforeRename(context: RaceContext, selector: PurgeSelector | undefined): Promise<{ stored: boolean; files: string[] }> {
+  const root = new CacheRoot(context.root);
+  await root.init();
+  const place = root.store.place.bind(root.store);
+  root.store.place = async (temp, meta) => {
+    if (selector !== undefined) await purge(root, selector);
+    return place(temp, meta);
+  };
+  const body = Buffer.from('<p>version 1</p>');
+  const renderedAt = Date.now() - 1;
+  const meta: EntryMeta = {
+    urlPath: '/slow/post', file: 'slow/post/index.html', tags: ['post:1'], renderedAt, storedAt: Date.now(),
+    expiresAt: null, mediaType: 'text/html', size: body.length, mtime: Math.floor(renderedAt / 1000),
+  };
+  const temp = root.store.openTemp();
+  temp.write(body);
+  const result = await root.commit(temp, meta);
+  return { stored: result.stored, files: await listFiles(context.root) };
+}
+
+race('a purge between the write\'s first check and its rename: the write takes its page back', async (context) => {
+  for (const selector of [{ tags: ['post:1'] }, { paths: ['/slow/post'] }, { prefix: '/slow/' }] as PurgeSelector[]) {
+    assert.equal(await commitWithPurgeBeforeRename(context, selector), { stored: false, files: [] }, JSON.stringify(selector));
+  }
+  assert.equal(await commitWithPurgeBeforeRename(context, undefined), { stored: true, files: ['slow/post/index.html'] }, 'control: no purge');
 });
 
 race('control: without the purge the same render is stored', async (context) => {
