@@ -22,6 +22,8 @@ interface Context {
   root: string;
   origin: Server;
   attempts: Map<string, number>;
+  /** When each attempt at a URL reached the origin (performance.now(), ms). */
+  arrivals: Map<string, number[]>;
   version: number;
 }
 
@@ -36,6 +38,7 @@ function originHandler(context: Context) {
     const url = req.url ?? '';
     const attempt = (context.attempts.get(url) ?? 0) + 1;
     context.attempts.set(url, attempt);
+    context.arrivals.set(url, [...(context.arrivals.get(url) ?? []), performance.now()]);
     const page = (body: string, headers: Record<string, string> = {}): void => {
       res.writeHead(200, { 'Content-Type': html, ...headers });
       res.end(body);
@@ -101,6 +104,7 @@ crawlSuite.before.each(async (context) => {
   context.dir = await tempDir();
   context.root = path.join(context.dir, 'cache');
   context.attempts = new Map();
+  context.arrivals = new Map();
   context.version = 1;
   context.origin = await startServer(originHandler(context));
 });
@@ -173,6 +177,9 @@ crawlSuite('retries: 503 twice then 200; 429 with Retry-After; no retry on 404; 
   });
   assert.is(context.attempts.get('/flaky/1'), 3);
   assert.is(context.attempts.get('/limited'), 2);
+  // Retry-After: 1 must set the wait; the default backoff would retry after 125-375 ms.
+  const [first = 0, second = 0] = context.arrivals.get('/limited') ?? [];
+  assert.ok(second - first >= 950, `the retry of /limited came ${Math.round(second - first)} ms after the 429 with Retry-After: 1`);
   assert.is(context.attempts.get('/missing'), 1);
   assert.is(context.attempts.get('/always-500'), 3);
   assert.ok(report.failures.some((f) => f.url === '/missing' && f.status === 404 && f.attempts === 1));
@@ -262,6 +269,7 @@ swap.before.each(async (context) => {
   context.dir = await tempDir();
   context.base = path.join(context.dir, 'site');
   context.attempts = new Map();
+  context.arrivals = new Map();
   context.version = 1;
   context.origin = await startServer(originHandler(context));
 });

@@ -107,6 +107,29 @@ it('a state directory that is not denied, and POSTs answered by nginx, are caugh
   }
 });
 
+it('query strings answered from disk are caught', async (context) => {
+  const rule = 'if ($request_uri ~ "[?#]|//|';
+  const nginx = await startNginx({
+    root: context.root,
+    upstream: context.app.url,
+    edit: (server) => {
+      // Keep the rule for //, dot segments and encoded dots and slashes; drop only its query-string part.
+      assert.ok(server.includes(rule), 'the generated $request_uri rule changed: update this test');
+      return server.replace(rule, 'if ($request_uri ~ "//|');
+    },
+  });
+  try {
+    const { code, report } = await run(context, nginx.url);
+    assert.is(code, 1);
+    assert.equal(failed(report), ['requests with a query string go to the app']);
+    const check = report.checks.find((c) => !c.ok);
+    assert.match(check?.detail ?? '', 'X-Cache: HIT');
+    assert.match(check?.fix ?? '', 'query string');
+  } finally {
+    await nginx.stop();
+  }
+});
+
 it('a parent directory nginx cannot traverse', async (context) => {
   await fs.chmod(context.dir, 0o700);
   const nginx = await startNginx({ root: context.root, upstream: context.app.url });
