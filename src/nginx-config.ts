@@ -129,9 +129,17 @@ ${cookieTest}${hostTest}
     location ^~ /${STATE_DIR}/ { return 404; }
 
     # /a, an HTML page, is the file a/index.html; /a.css is the file a.css. At most one of the two can
-    # exist (the middleware never stores both), so pages, most of the hits, are looked up first.
+    # exist (the middleware never stores both), so the order of the lookups changes no answer, only
+    # what a hit costs: each miss of try_files is a stat. Pages look up a/index.html first; names with
+    # a dot in their last segment, most likely files, look up the name first.
     location / {
         try_files $uri/index.html $uri @app;
+        add_header X-Cache HIT;
+        add_header Vary Accept-Encoding;
+    }
+
+    location ~ "\.[^/]+$" {
+        try_files $uri $uri/index.html @app;
         add_header X-Cache HIT;
         add_header Vary Accept-Encoding;
     }
