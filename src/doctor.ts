@@ -72,7 +72,13 @@ export async function doctor(options: { url: string; root: string; timeoutMs?: n
     const served = add(servedCheck(first, root.root));
     if (served.ok) {
       const second = await get(`/${name}`);
-      add({ check: 'repeat hits come from disk', ok: isHit(second, 'v1'), detail: describe(second) });
+      const repeated = isHit(second, 'v1');
+      add({
+        check: 'repeat hits come from disk',
+        ok: repeated,
+        detail: describe(second),
+        ...(repeated ? {} : { fix: 'the same file came from disk once and not again: is a proxy or CDN in front of --url answering from its own cache, or do the servers behind it serve different roots?' }),
+      });
 
       await write('prerender doctor probe v2');
       const updated = await get(`/${name}`);
