@@ -138,7 +138,7 @@ ${cookieTest}${hostTest}
         add_header Vary Accept-Encoding;
     }
 
-    location ~ "\.[^/]+$" {
+    location ~ "\\.[^/]+$" {
         try_files $uri $uri/index.html @app;
         add_header X-Cache HIT;
         add_header Vary Accept-Encoding;
