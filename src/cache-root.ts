@@ -11,7 +11,7 @@
  */
 import { fileIo, type IoMode } from './file-io.js';
 import { Invalidations } from './invalidation.js';
-import { isCompressible, writeSiblings, type Encoding } from './precompress.js';
+import { encodingOf, isCompressible, writeSiblings, type Encoding } from './precompress.js';
 import type { StorableResponse } from './policy.js';
 import { Store, type EntryMeta, type TempFile } from './store.js';
 import { TagIndex, type LogIdentity } from './tags.js';
@@ -109,10 +109,13 @@ export class CacheRoot {
       // A purge that began before this render started (so it does not refuse it) may have taken the
       // record between its write and the rename; the tag records were made good just above.
       await this.store.restoreMeta(meta, placed.inode);
-      if (this.precompress.length > 0 && isCompressible(meta.mediaType, meta.size)) {
+      // A page replaced in place (a refresh, a crawl over the live tree) keeps the encodings its old
+      // version had, so gzip and brotli clients do not lose them to a writer configured without.
+      const encodings = [...new Set([...this.precompress, ...placed.replacedSiblings.map(encodingOf)])];
+      if (encodings.length > 0 && isCompressible(meta.mediaType, meta.size)) {
         // Siblings are an optimisation: without them nginx serves the plain file, so a failure here
         // (disk full, say) does not undo the store.
-        await writeSiblings(this.store, meta.file, placed.inode, meta.mtime, this.precompress).catch(() => undefined);
+        await writeSiblings(this.store, meta.file, placed.inode, meta.mtime, encodings).catch(() => undefined);
       }
       return { stored: true };
     } finally {

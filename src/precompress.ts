@@ -10,11 +10,16 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { constants as zlib, createBrotliCompress, createGzip } from 'node:zlib';
 import { UTF8_TYPES } from './mime.js';
-import type { Store } from './store.js';
+import type { SiblingSuffix, Store } from './store.js';
 
 export type Encoding = 'gzip' | 'br';
 export const ENCODINGS: readonly Encoding[] = ['gzip', 'br'];
-const SUFFIX: Record<Encoding, string> = { gzip: '.gz', br: '.br' };
+const SUFFIX: Record<Encoding, SiblingSuffix> = { gzip: '.gz', br: '.br' };
+
+/** The encoding a sibling's suffix stands for. */
+export function encodingOf(suffix: SiblingSuffix): Encoding {
+  return suffix === '.gz' ? 'gzip' : 'br';
+}
 const MIN_BYTES = 1024;
 /** Types already compressed (images, fonts, archives, media) gain nothing; text-like ones do. */
 const COMPRESSIBLE = new Set([...UTF8_TYPES, 'application/wasm', 'image/x-icon', 'image/x-ms-bmp', 'application/postscript', 'application/rtf']);

@@ -52,7 +52,10 @@ export interface EntryMeta {
   mtime: number;
 }
 
-export type PlaceResult = { stored: true; absolute: string; inode: number } | { stored: false; reason: string };
+export type SiblingSuffix = typeof SIBLING_SUFFIXES[number];
+
+/** `replacedSiblings`: the precompressed siblings the version it replaced had (and no longer has). */
+export type PlaceResult = { stored: true; absolute: string; inode: number; replacedSiblings: SiblingSuffix[] } | { stored: false; reason: string };
 
 let tempCounter = 0;
 /**
@@ -191,16 +194,21 @@ export class Store {
     // clients that accept gzip while others get the new page.
     // A new file has none (only a version in place can), which spares two failing unlinks per write;
     // in a directory this write just created there is no old version, which spares the lstat too.
+    const replacedSiblings: SiblingSuffix[] = [];
     const placed = await placeFile(this.io, temp.path, absolute, this.root, async (freshDirectory) => {
       if (freshDirectory || (await this.io.lstat(absolute)) === undefined) return;
-      for (const suffix of SIBLING_SUFFIXES) await this.io.unlink(absolute + suffix).catch(() => undefined);
+      for (const suffix of SIBLING_SUFFIXES) {
+        await this.io.unlink(absolute + suffix).then(() => {
+          if (!replacedSiblings.includes(suffix)) replacedSiblings.push(suffix);
+        }, () => undefined);
+      }
     });
     if (placed.ok) temp.moved();
     if (!placed.ok) {
       await fs.rm(this.metaPathFor(meta.file), { force: true });
       return { stored: false, reason: placed.reason };
     }
-    return { stored: true, absolute, inode };
+    return { stored: true, absolute, inode, replacedSiblings };
   }
 
   /** Removes a placed file again, only if it is still the inode `place` put there. */
