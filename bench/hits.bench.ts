@@ -361,7 +361,7 @@ async function segment(measured: Measured): Promise<void> {
   measured.segments.push(result);
   if (note !== undefined) measured.notes.push(note);
   const rps = result.requests / result.seconds;
-  progress(`${side.label}: ${rps.toFixed(0)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms${note === undefined ? '' : `; ${note}`}`);
+  progress(`${side.label}: ${rps.toFixed(0)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms${note === undefined ? '' : `; ${note}`}`);
 }
 
 async function wrk(side: Side, seconds: number): Promise<Segment> {
