@@ -101,7 +101,7 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
   if (dryRun) {
     for (const file of selected) if (await root.store.exists(file)) result.removed.push(file);
   } else if (refresh !== undefined) {
-    await refreshFiles(root, [...selected], refresh, result);
+    await refreshFiles(root, [...selected], refresh, result, at);
   } else {
     for (const file of selected) if (await root.store.remove(file)) result.removed.push(file);
   }
@@ -117,7 +117,13 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
  * refused by the policy, network error, a write the disk refuses) is deleted, so nothing stale
  * outlives the purge.
  */
-export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult): Promise<void> {
+/**
+ * Fetches each file's page again; `recordedAt` is when the purge that selected them was recorded. A
+ * render that starts in that same millisecond counts as started before the purge (it may have read
+ * old data) and would be refused, and the page deleted: the fetches start once the clock has passed it.
+ */
+export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult, recordedAt: number): Promise<void> {
+  while (Date.now() <= recordedAt) await new Promise((resolve) => setTimeout(resolve, 1));
   const limit = pLimit(options.concurrency ?? 8);
   await Promise.all(files.map((file) => limit(async () => {
     if (!(await root.store.exists(file))) return;

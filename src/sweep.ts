@@ -49,7 +49,7 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   // Like a purge: a render that started before this sweep must not put an expired page back.
   await root.invalidations.recordFiles(expired, now);
   if (refresh !== undefined) {
-    await refreshFiles(root, expired, refresh, result);
+    await refreshFiles(root, expired, refresh, result, now);
   } else {
     for (const file of expired) if (await root.store.remove(file)) result.removed.push(file);
   }

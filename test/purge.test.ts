@@ -310,6 +310,21 @@ siteTest('--refresh: a page that fails to refresh is deleted and reported, exit 
   assert.equal(await listFiles(context.root), ['v/1/index.html']);
 });
 
+siteTest('--refresh right after the purge is recorded: a fetch in the same millisecond does not count as stale', async (context) => {
+  // The refresh's fetches begin within a millisecond of the purge record; one that began in that same
+  // millisecond used to be refused as a render older than the purge, and its page deleted (about one
+  // refresh in three on this machine).
+  const root = new CacheRoot(context.root);
+  await warm(context, ['/v/1']);
+  for (let i = 0; i < 40; i++) {
+    for (const selector of [{ paths: ['/v/1'] }, { tags: ['versioned'] }] as PurgeSelector[]) {
+      const result = await purge(root, selector, { refresh: { origin: context.app.url } });
+      assert.equal(result.failed, [], `round ${i}, ${JSON.stringify(selector)}`);
+      assert.equal(result.refreshed, ['v/1/index.html']);
+    }
+  }
+});
+
 site.run();
 
 // ---
