@@ -105,6 +105,7 @@ export class Invalidations {
    */
   async staleReason(renderedAt: number, target: InvalidationTarget, now = Date.now()): Promise<string | undefined> {
     if (now - renderedAt > this.maxRenderMs) return `the render took longer than maxRenderMs (${this.maxRenderMs} ms)`;
+    this.forget(now);
     for (let bucket = this.bucketOf(renderedAt); bucket <= this.bucketOf(now); bucket++) {
       const journal = await this.read(bucket);
       if (journal.all >= renderedAt) return 'the whole cache was purged while it rendered';
@@ -143,6 +144,21 @@ export class Invalidations {
         this.journals.delete(bucket);
       }
     }
+  }
+
+  /**
+   * Drops what this process has read of journals no check of its own can reach any more: renders
+   * older than maxRenderMs are refused before any journal is read. Without this a long-lived app
+   * would keep every purge record it ever read, whoever prunes the files.
+   */
+  private forget(now: number): void {
+    const oldest = this.bucketOf(now - this.maxRenderMs);
+    for (const bucket of this.journals.keys()) if (bucket < oldest) this.journals.delete(bucket);
+  }
+
+  /** Buckets whose records this process holds in memory; for tests. */
+  get bucketsHeld(): number {
+    return this.journals.size;
   }
 
   private bucketOf(at: number): number {
@@ -195,18 +211,19 @@ export class Invalidations {
   private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
     if (size <= journal.offset) return;
     const handle = await fs.open(file, 'r');
-    let text: string;
+    let complete: Buffer;
     try {
       const buffer = Buffer.alloc(size - journal.offset);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, journal.offset);
-      text = buffer.subarray(0, bytesRead).toString('utf8');
+      // Consume only complete records; a record being appended right now is read next time. Counted
+      // in bytes, not in decoded text: a record torn inside a multi-byte character decodes to a
+      // replacement character of another length, and the offset would land inside the next record.
+      complete = buffer.subarray(0, bytesRead === 0 ? 0 : buffer.lastIndexOf(0x0a, bytesRead - 1) + 1);
     } finally {
       await handle.close();
     }
-    // Consume only complete records; a record being appended right now is read next time.
-    const complete = text.lastIndexOf('\n') + 1;
-    journal.offset += Buffer.byteLength(text.slice(0, complete));
-    for (const line of text.slice(0, complete).split('\n')) apply(journal, line);
+    journal.offset += complete.length;
+    for (const line of complete.toString('utf8').split('\n')) apply(journal, line);
   }
 }
 

@@ -92,4 +92,48 @@ shared('a prune keeps journals as long as the longest maxRenderMs declared, and 
   }
 });
 
+shared('a record torn inside a multi-byte character does not misalign the next read', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const state = path.join(root, '.prerender');
+    const reader = new Invalidations(state, root, 600_000);
+    await reader.declareRetention();
+    const at = Date.now();
+    const journal = path.join(reader.dir, `${Math.floor(at / 600_000)}.log`);
+    // A purge of tag "café" cut after the first byte of "é" (a full disk, a kill), then written again
+    // whole, as append() retries.
+    const record = Buffer.from(`\n${at} tag "café"\n`);
+    await fs.writeFile(journal, Buffer.concat([record.subarray(0, record.indexOf(0xc3) + 1), record]));
+    const target = { file: 'p/index.html', urlPath: '/p', tags: ['café'] };
+    assert.is(await reader.staleReason(at - 5, target, at + 1), 'tag café was purged while it rendered');
+    await fs.appendFile(journal, `\n${at} tag "news"\n`);
+    assert.is(await reader.staleReason(at - 5, { ...target, tags: ['news'] }, at + 2), 'tag news was purged while it rendered');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+shared('a long-lived process forgets the journals its checks can no longer reach', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const state = path.join(root, '.prerender');
+    const app = new Invalidations(state, root, 600_000);
+    const cli = new Invalidations(state, root, 600_000);
+    const start = Date.now();
+    const target = { file: 'p/index.html', urlPath: '/p', tags: [] };
+    // Two days of hourly sweeps run by another process, each recording expired files.
+    for (let hour = 0; hour < 48; hour++) {
+      const at = start + hour * HOUR;
+      await cli.recordFiles(Array.from({ length: 100 }, (_, i) => `page/${hour}/${i}/index.html`), at);
+      assert.is(await app.staleReason(at, target, at + 1), undefined);
+      await cli.prune(at + 1);
+    }
+    assert.ok(app.bucketsHeld <= 2, `${app.bucketsHeld} buckets still held`);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 shared.run();
