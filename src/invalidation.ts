@@ -21,6 +21,7 @@ import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
 import { isErrno } from './errors.js';
 import { RESERVE_FILE, makeDirectories } from './store.js';
+import { prefixCovers } from './url-path.js';
 
 export interface InvalidationTarget {
   file: string;
@@ -116,7 +117,7 @@ export class Invalidations {
       for (const [prefix, at] of journal.prefixes) {
         // A prefix covers a page by its URL or by its file: purging /blog/ removes blog/index.html,
         // which also serves /blog.
-        if (at >= renderedAt && (target.urlPath.startsWith(prefix) || `/${target.file}`.startsWith(prefix))) {
+        if (at >= renderedAt && (target.urlPath.startsWith(prefix) || prefixCovers(prefix, target.file))) {
           return `prefix ${prefix} was purged while it rendered`;
         }
       }

@@ -253,6 +253,9 @@ export class Store {
       }
       for (const entry of entries) {
         if (!entry.name.startsWith(prefix)) continue;
+        // A directory's index.html answers for the directory's URL, which a name prefix below it does
+        // not cover (url-path.ts prefixCovers), unless it names the file whole.
+        if (prefix !== '' && entry.name === 'index.html' && prefix !== 'index.html') continue;
         if (segments.length === 0 && entry.name === STATE_DIR) continue;
         const inner = [...segments, entry.name];
         if (entry.isDirectory()) await walk(inner, '');

@@ -166,3 +166,16 @@ export function resolveInRoot(root: string, file: string): string | undefined {
   if (Buffer.byteLength(absolute) + 3 > PATH_MAX) return undefined;
   return absolute;
 }
+
+/**
+ * Whether a purge of URL prefix `prefix` covers the stored `file` (root-relative). A file is covered
+ * when its own path starts with the prefix, except `<dir>/index.html`, whose URL is its directory's
+ * (`/blog/`, which also answers `/blog`): it is covered when that URL starts with the prefix, or when
+ * the prefix names it exactly. `--prefix /in` must not take the home page.
+ */
+export function prefixCovers(prefix: string, file: string): boolean {
+  if (file === 'index.html' || file.endsWith('/index.html')) {
+    return `/${file.slice(0, -'index.html'.length)}`.startsWith(prefix) || `/${file}` === prefix;
+  }
+  return `/${file}`.startsWith(prefix);
+}

@@ -248,6 +248,22 @@ siteTest('--prefix: a section, and a string prefix across names', async (context
   assert.is(await xcache(context, '/data.json'), 'HIT');
 });
 
+siteTest('--prefix and a directory\'s index.html: covered by the directory\'s URL, or named whole', async (context) => {
+  const removedBy = async (prefix: string): Promise<string[]> => {
+    await warm(context, allTargets);
+    const result = await runCli(['purge', '--prefix', prefix, '--json', '--root', context.root]);
+    assert.is(result.code, 0, result.stderr);
+    return (JSON.parse(result.stdout) as { removed: string[] }).removed.sort();
+  };
+  // /in names no page: before, it took the home page (index.html) by its file name.
+  assert.equal(await removedBy('/in'), []);
+  assert.is(await xcache(context, '/'), 'HIT');
+  assert.equal(await removedBy('/docs/ind'), []);
+  assert.equal(await removedBy('/docs/index.html'), ['docs/index.html']);
+  assert.equal(await removedBy('/docs'), ['docs/getting-started/index.html', 'docs/index.html']);
+  assert.equal(await removedBy('/index.html'), ['index.html']);
+});
+
 siteTest('--all: everything reaches the app again; the state directory survives', async (context) => {
   await warm(context, allTargets);
   const result = await runCli(['purge', '--all', '--json', '--root', context.root]);

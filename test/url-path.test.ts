@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import path from 'node:path';
-import { REFUSAL_MESSAGES, resolveInRoot, toCachePath, type PathRefusal } from '../src/url-path.js';
+import { REFUSAL_MESSAGES, prefixCovers, resolveInRoot, toCachePath, type PathRefusal } from '../src/url-path.js';
 
 const mapping = suite('toCachePath: canonical paths map to the file nginx looks up');
 
@@ -161,3 +161,19 @@ containment('paths over PATH_MAX are refused', () => {
 });
 
 containment.run();
+
+// ---
+
+const prefixes = suite('which files a purge prefix covers');
+
+prefixes('a directory\'s index.html by the directory\'s URL or its whole name; other files by their path', () => {
+  const cases: Array<[prefix: string, file: string, covered: boolean]> = [
+    ['/', 'index.html', true], ['/in', 'index.html', false], ['/index', 'index.html', false], ['/index.html', 'index.html', true],
+    ['/blog', 'blog/index.html', true], ['/blog/', 'blog/index.html', true], ['/blog/ind', 'blog/index.html', false],
+    ['/blog/index.html', 'blog/index.html', true], ['/blo', 'blog/post/index.html', true], ['/blog/p', 'blog/post/index.html', true],
+    ['/s', 'style.css', true], ['/style.css', 'style.css', true], ['/style.cssx', 'style.css', false], ['/in', 'index.htmlx', true],
+  ];
+  for (const [prefix, file, covered] of cases) assert.is(prefixCovers(prefix, file), covered, `${prefix} ${file}`);
+});
+
+prefixes.run();
