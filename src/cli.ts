@@ -141,7 +141,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       if (report.stoppedEarly !== undefined) io.stderr(`prerender: crawl stopped early: ${report.stoppedEarly}\n`);
       if (options.json === true) io.stdout(`${JSON.stringify(report)}\n`);
       else io.stdout(crawlSummary(report));
-      if (report.counts.failed > 0) exitCode = 1;
+      // A swap that did not happen fails the CI step too, even with no URL failed (nothing stored).
+      if (report.counts.failed > 0 || report.swapped === false) exitCode = 1;
     });
 
   program.command('rollback')
@@ -234,7 +235,10 @@ function crawlSummary(report: CrawlReport): string {
     lines.push(`  failed ${failure.line === undefined ? '' : `line ${failure.line}: `}${failure.url}: ${failure.error}${failure.attempts > 1 ? ` (${failure.attempts} attempts)` : ''}`);
   }
   for (const skip of report.skipped) lines.push(`  skipped ${skip.url}: ${skip.reason}`);
-  if (report.swapped !== undefined) lines.push(report.swapped ? `switched current to ${report.root}` : 'not switched: some URLs failed; current is unchanged');
+  if (report.swapped !== undefined) {
+    const why = report.counts.failed > 0 ? 'some URLs failed' : 'no page was stored';
+    lines.push(report.swapped ? `switched current to ${report.root}` : `not switched: ${why}; current is unchanged`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

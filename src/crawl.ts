@@ -123,10 +123,23 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const agentOptions = { keepAlive: true, maxSockets: concurrency };
   const agent = origin.startsWith('https:') ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
 
+  // Sitemaps have an agent of their own: a sitemap is read only as fast as the crawl goes, and on the
+  // pages' agent its response would hold one of `concurrency` sockets for the whole crawl (all of
+  // them at --concurrency 1: a deadlock).
+  const sitemapAgent = origin.startsWith('https:') ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
   const source = await openSource(options.source, {
     stdin: options.stdin ?? process.stdin,
     fetchStream: async (url) => {
-      const response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), { agent, signal: AbortSignal.timeout(timeoutMs) });
+      // The timeout covers the wait for the headers only, for the same reason: the body is read as
+      // the crawl goes, which may take far longer than any timeout.
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), timeoutMs);
+      let response;
+      try {
+        response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), { agent: sitemapAgent, signal: controller.signal });
+      } finally {
+        clearTimeout(timer);
+      }
       if (response.status !== 200 || response.body === null) {
         response.body?.resume();
         throw new Error(`status ${response.status}`);
@@ -143,6 +156,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     await root.init();
   } catch (error) {
     agent.destroy();
+    sitemapAgent.destroy();
     throw error;
   }
 
@@ -182,6 +196,13 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     }
     const entry = parseEntry(item.text, origin);
     if (!entry.ok) {
+      if (depth > 0) {
+        // A link the site's own markup holds (`/a//b`, `/x%zz`) is not a failure of the crawl, and must
+        // not block a --swap: it is skipped, with the page it was found on.
+        report.counts.skipped++;
+        if (report.skipped.length < MAX_LISTED) report.skipped.push({ url: item.text, reason: `${entry.reason} (linked from ${item.from})` });
+        return undefined;
+      }
       fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: entry.reason, attempts: 0 });
       return undefined;
     }
@@ -268,11 +289,14 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     }));
   } finally {
     agent.destroy();
+    sitemapAgent.destroy();
   }
 
   report.counts.total = report.counts.stored + report.counts.skipped + report.counts.failed;
   if (options.swap === true) {
-    report.swapped = report.counts.failed === 0;
+    // A source that named no page (an empty list, an HTML page where the sitemap was) must not
+    // replace the site with an empty tree.
+    report.swapped = report.counts.failed === 0 && report.counts.stored > 0;
     if (report.swapped) {
       await flushGeneration(dir);
       await publishGeneration(options.root, dir);

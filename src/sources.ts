@@ -6,6 +6,8 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { TextDecoder } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { Parser } from 'htmlparser2';
 import { PrerenderError } from './errors.js';
@@ -49,9 +51,17 @@ export async function openSource(source: string, context: SourceContext): Promis
 }
 
 async function* readAny(stream: Readable, name: string, context: SourceContext, depth: number, sitemapsSeen: Set<string>): AsyncGenerator<SourceItem> {
-  const { kind, body } = await sniff(stream);
-  if (kind === 'xml') yield* readSitemap(body, name, context, depth, sitemapsSeen);
-  else yield* readLines(body, name);
+  try {
+    const { kind, body } = await sniff(stream);
+    if (kind === 'xml') yield* readSitemap(body, name, context, depth, sitemapsSeen);
+    else yield* readLines(body, name);
+  } catch (error) {
+    // A source cut short (a dropped connection, a truncated gzip file, a timeout): what it held so far
+    // was crawled, and the rest is a failure the report names, not a crash without one.
+    yield { kind: 'error', text: name, reason: `source unreadable: ${describe(error)}` };
+  } finally {
+    stream.destroy();
+  }
 }
 
 /** Looks at the first bytes: gzip is unwrapped, then `<` means XML (a sitemap), anything else a list. */
@@ -67,7 +77,12 @@ async function sniff(stream: Readable): Promise<{ kind: 'xml' | 'list'; body: As
       yield Buffer.from(next.value);
     }
   })();
-  if (head[0] === 0x1f && head[1] === 0x8b) return sniff(Readable.from(rest).pipe(createGunzip()));
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    // pipeline, not pipe: an error of the compressed stream must reach the reader of the gunzipped one.
+    const gunzip = createGunzip();
+    pipeline(Readable.from(rest), gunzip).catch(() => undefined);
+    return sniff(gunzip);
+  }
   const text = head.toString('utf8').trimStart();
   return { kind: text.startsWith('<') ? 'xml' : 'list', body: rest };
 }
@@ -94,25 +109,32 @@ async function* readLines(body: AsyncIterable<Buffer>, name: string): AsyncGener
 async function* readSitemap(body: AsyncIterable<Buffer>, name: string, context: SourceContext, depth: number, sitemapsSeen: Set<string>): AsyncGenerator<SourceItem> {
   const pages: string[] = [];
   const children: string[] = [];
+  /** Open elements, as written (with their prefix). */
+  const open: string[] = [];
+  let root: string | undefined;
   let inLoc = false;
   let parent = '';
   let loc = '';
   let parseError: Error | undefined;
   const parser = new Parser({
     onopentag(tag) {
-      const local = tag.replace(/^.*:/, '').toLowerCase();
-      if (local === 'url' || local === 'sitemap') parent = local;
-      if (local === 'loc') {
+      root ??= localName(tag);
+      // Only <loc> right inside <url> or <sitemap>, written with the same prefix: <image:loc> inside
+      // <image:image>, <video:loc> and the like name media, not pages.
+      const container = open.at(-1);
+      if (localName(tag) === 'loc' && container !== undefined && ['url', 'sitemap'].includes(localName(container)) && prefixOf(tag) === prefixOf(container)) {
         inLoc = true;
+        parent = localName(container);
         loc = '';
       }
+      open.push(tag);
     },
     ontext(text) {
       if (inLoc) loc += text;
     },
     onclosetag(tag) {
-      const local = tag.replace(/^.*:/, '').toLowerCase();
-      if (local !== 'loc' || !inLoc) return;
+      open.pop();
+      if (localName(tag) !== 'loc' || !inLoc) return;
       inLoc = false;
       const url = loc.trim();
       if (url !== '') (parent === 'sitemap' ? children : pages).push(url);
@@ -122,13 +144,23 @@ async function* readSitemap(body: AsyncIterable<Buffer>, name: string, context: 
     },
   }, { xmlMode: true, decodeEntities: true });
 
+  // Chunks end anywhere, inside a multi-byte character too.
+  const decoder = new TextDecoder();
   for await (const chunk of body) {
-    parser.write(chunk.toString('utf8'));
+    parser.write(decoder.decode(chunk, { stream: true }));
+    if (root !== undefined && root !== 'urlset' && root !== 'sitemapindex') break;
     // Yield what this chunk held before reading more: the parse never runs ahead of the crawl.
     while (pages.length > 0) yield { kind: 'url', text: pages.shift() as string, from: name };
     yield* readChildren(children, context, depth, sitemapsSeen);
   }
+  if (root !== undefined && root !== 'urlset' && root !== 'sitemapindex') {
+    // An HTML page served where a sitemap was expected: no URLs, and it must not pass for an empty site.
+    yield { kind: 'error', text: name, reason: `not a sitemap: its root element is <${root}>, not <urlset> or <sitemapindex>` };
+    return;
+  }
+  parser.write(decoder.decode());
   parser.end();
+  if (root === undefined) yield { kind: 'error', text: name, reason: 'not a sitemap: no root element' };
   if (parseError !== undefined) yield { kind: 'error', text: name, reason: `sitemap does not parse: ${parseError.message}` };
   while (pages.length > 0) yield { kind: 'url', text: pages.shift() as string, from: name };
   yield* readChildren(children, context, depth, sitemapsSeen);
@@ -156,6 +188,15 @@ async function* readChildren(children: string[], context: SourceContext, depth: 
     }
     yield* readAny(stream, child, context, depth + 1, sitemapsSeen);
   }
+}
+
+function localName(tag: string): string {
+  return tag.replace(/^.*:/, '').toLowerCase();
+}
+
+function prefixOf(tag: string): string {
+  const colon = tag.indexOf(':');
+  return colon === -1 ? '' : tag.slice(0, colon);
 }
 
 function describe(error: unknown): string {

@@ -88,6 +88,22 @@ function originHandler(context: Context) {
     } else if (url === '/sitemap-b.xml.gz') {
       res.writeHead(200, { 'Content-Type': 'application/gzip' });
       res.end(gzipSync(urlset(['/docs/', '/style.css', '/about'])));
+    } else if (url === '/sitemap-slow-pages.xml') {
+      // Read at the crawl's pace: its body outlives any per-request timeout.
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.end(urlset(Array.from({ length: 12 }, (_, i) => `/slow-page/${i}`)));
+    } else if (url.startsWith('/slow-page/')) {
+      setTimeout(() => page(`<p>${url}</p>`), 60);
+    } else if (url === '/html-instead-of-sitemap.xml') {
+      page('<!doctype html><html><body><p>Not found, but nicely</p></body></html>');
+    } else if (url === '/sitemap-cut.xml.gz') {
+      // A gzip sitemap whose connection drops halfway.
+      const whole = gzipSync(urlset(Array.from({ length: 2000 }, (_, i) => `/v/${i}`)));
+      res.writeHead(200, { 'Content-Type': 'application/gzip', 'Content-Length': String(whole.length) });
+      res.write(whole.subarray(0, Math.floor(whole.length / 2)));
+      setTimeout(() => res.socket?.destroy(), 50);
+    } else if (url === '/bad-links') {
+      page('<a href="/a//b">doubled</a> <a href="/x%zz">undecodable</a> <a href="/about">fine</a>');
     } else if (url.startsWith('/links/')) {
       const depth = Number(url.slice('/links/d'.length)) || 0;
       page(`<a href="/links/d${depth + 1}">next</a> <a href="http://other.example/x">away</a> <a href="/links/q?x=1">query</a>
@@ -160,6 +176,47 @@ crawlSuite('a sitemap index with two child sitemaps, one gzip, fetched from the 
   const fromFile = await runCli(['crawl', local, '--origin', context.origin.url, '--root', context.root]);
   assert.is(fromFile.code, 0, fromFile.stderr);
   assert.ok((await listFiles(context.root)).includes('v1.2/index.html'));
+});
+
+crawlSuite('sitemaps: a URL split across read chunks, media <loc>s, a sitemap slower than --timeout at --concurrency 1', async (context) => {
+  // café's é (two bytes) straddles byte 65536, where the file stream's first chunk ends.
+  const head = '<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n';
+  const before = '<url><loc>https://www.example.com/caf';
+  const padding = 65535 - Buffer.byteLength(head + before) - '<!---->'.length;
+  const local = path.join(context.dir, 'split.xml');
+  await fs.writeFile(local, `${head}<!--${'x'.repeat(padding)}-->${before}é</loc></url>\n</urlset>\n`);
+  assert.is((await fs.readFile(local))[65535], 0xc3, 'the first byte of é ends the first chunk');
+  const media = path.join(context.dir, 'media.xml');
+  await fs.writeFile(media, `<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">
+  <url><loc>https://www.example.com/about</loc><image:image><image:loc>https://cdn.example.com/photo.jpg</image:loc></image:image></url>
+</urlset>`);
+  for (const source of [local, media]) {
+    const result = await runCli(['crawl', source, '--origin', context.origin.url, '--root', context.root, '--json']);
+    assert.is(result.code, 0, `${source}: ${result.stderr}${result.stdout}`);
+  }
+  assert.equal(await listFiles(context.root), ['about/index.html', 'café/index.html']);
+  assert.not.ok(context.attempts.has('/photo.jpg'), 'an image is not a page');
+
+  const slow = await runCli(['crawl', 'https://www.example.com/sitemap-slow-pages.xml', '--concurrency', '1', '--timeout', '400', '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(slow.code, 0, slow.stderr);
+  assert.is((JSON.parse(slow.stdout) as { counts: { stored: number } }).counts.stored, 12);
+});
+
+crawlSuite('sources that cannot be read to the end, or are not sitemaps: a failure in the report, exit 1, no crash', async (context) => {
+  const cut = await runCli(['crawl', 'https://www.example.com/sitemap-cut.xml.gz', '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(cut.code, 1, cut.stderr);
+  const cutReport = JSON.parse(cut.stdout) as { failures: Array<{ url: string; error: string }> };
+  assert.ok(cutReport.failures.some((f) => f.url.endsWith('/sitemap-cut.xml.gz') && f.error.startsWith('source unreadable')), cut.stdout);
+  const local = path.join(context.dir, 'truncated.xml.gz');
+  const whole = gzipSync(urlset(['/about', '/docs/']));
+  await fs.writeFile(local, whole.subarray(0, whole.length - 12));
+  const truncated = await runCli(['crawl', local, '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(truncated.code, 1, truncated.stderr);
+  assert.match(truncated.stdout, 'source unreadable');
+  const html = await runCli(['crawl', 'https://www.example.com/html-instead-of-sitemap.xml', '--origin', context.origin.url, '--root', context.root, '--json']);
+  assert.is(html.code, 1, html.stderr);
+  assert.match(html.stdout, 'not a sitemap: its root element is <html>');
 });
 
 crawlSuite('stdin as the source', async (context) => {
@@ -249,6 +306,15 @@ crawlSuite('--follow stays on the origin, skips query strings, stops at --max-de
   assert.is(result.code, 0, result.stderr);
   assert.equal(await listFiles(context.root), ['links/d0/index.html', 'links/d1/index.html', 'links/d2/index.html']);
   assert.ok(![...context.attempts.keys()].some((url) => url.includes('?') || url.includes('other')), [...context.attempts.keys()].join(' '));
+});
+
+crawlSuite('--follow: links that cannot be stored are skipped with the page they came from, not failures', async (context) => {
+  const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--follow', '--json'], { input: '/bad-links\n' });
+  assert.is(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as { counts: { failed: number; stored: number }; skipped: Array<{ url: string; reason: string }> };
+  assert.is(report.counts.failed, 0);
+  assert.ok(report.counts.stored >= 2, result.stdout);
+  assert.is(report.skipped.filter((entry) => entry.reason.endsWith(`(linked from ${context.origin.url}/bad-links)`)).length, 2, result.stdout);
 });
 
 crawlSuite('progress: a line every few seconds when stderr is not a TTY', async (context) => {
@@ -389,10 +455,27 @@ function tracedCli(args: string[], calls: string, env: Record<string, string>, t
   assert.equal(await listFiles(path.join(context.base, 'current')), ['about/index.html', 'docs/index.html', 'v/1/index.html']);
   const switched = result.lines.findIndex((line) => /rename\(.*\/current"\) = 0/.test(line));
   assert.ok(switched > 0, 'current was switched by a rename');
-  const fsynced = result.lines.slice(0, switched).filter((line) => /fsync\(\d+\) += 0/.test(line)).length;
+  // Calls started (strace -f splits a call another thread interrupts into '<unfinished ...>' and
+  // '<... fsync resumed>' lines, so a call is counted by its start).
+  const fsynced = result.lines.slice(0, switched).filter((line) => /\bfsync\(\d+/.test(line)).length;
   // Each page and each directory of the generation; a crawl with swap fsyncs nothing else.
   assert.ok(fsynced >= 3 + 4, `${fsynced} fsyncs before current switched`);
   assert.not.ok(result.lines.slice(switched).some((line) => /fsync\(/.test(line)), 'nothing left to fsync after the switch');
+});
+
+swap('a crawl that stores no page does not switch: the site is not replaced by an empty tree', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  const current = await fs.readlink(path.join(context.base, 'current'));
+  for (const source of ['# nothing but a comment\n', '/moved\n']) {
+    await fs.writeFile(list, source);
+    const result = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
+    assert.is(result.code, 1, source);
+    assert.match(result.stdout, 'not switched: no page was stored');
+    assert.is(await fs.readlink(path.join(context.base, 'current')), current, source);
+  }
+  assert.equal(await listFiles(path.join(context.base, 'current')), ['v/1/index.html']);
 });
 
 (hasNginx ? swap : swap.skip)('a crawl with failures does not switch', async (context) => {
