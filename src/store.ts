@@ -195,19 +195,26 @@ export class Store {
     // A new file has none (only a version in place can), which spares two failing unlinks per write;
     // in a directory this write just created there is no old version, which spares the lstat too.
     const replacedSiblings: SiblingSuffix[] = [];
-    const placed = await placeFile(this.io, temp.path, absolute, this.root, async (freshDirectory) => {
-      if (freshDirectory || (await this.io.lstat(absolute)) === undefined) return;
+    const unlinkSiblings = async (): Promise<void> => {
       for (const suffix of SIBLING_SUFFIXES) {
         await this.io.unlink(absolute + suffix).then(() => {
           if (!replacedSiblings.includes(suffix)) replacedSiblings.push(suffix);
         }, () => undefined);
       }
+    };
+    let replacing = false;
+    const placed = await placeFile(this.io, temp.path, absolute, this.root, async (freshDirectory) => {
+      replacing = !freshDirectory && (await this.io.lstat(absolute)) !== undefined;
+      if (replacing) await unlinkSiblings();
     });
     if (placed.ok) temp.moved();
     if (!placed.ok) {
       await fs.rm(this.metaPathFor(meta.file), { force: true });
       return { stored: false, reason: placed.reason };
     }
+    // Again after the rename: another writer compressing the old version may have renamed its sibling
+    // in between, and checked the file's inode while it was still the old one (precompress.ts).
+    if (replacing) await unlinkSiblings();
     return { stored: true, absolute, inode, replacedSiblings };
   }
 

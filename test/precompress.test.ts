@@ -7,10 +7,13 @@ import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { brotliDecompressSync, gunzipSync } from 'node:zlib';
+import { brotliDecompressSync, gunzipSync, gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
+import { CacheRoot } from '../src/cache-root.js';
+import type { FileIo } from '../src/file-io.js';
 import { brotliModuleInstalled } from '../src/nginx-config.js';
-import { listFiles, nginxAvailable, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, type CachedSite } from './helpers.js';
+import type { EntryMeta } from '../src/store.js';
+import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const hasBrotli = brotliModuleInstalled();
@@ -196,3 +199,45 @@ check("an app's Last-Modified becomes the file's mtime, so a re-render of the sa
 });
 
 validators.run();
+
+// ---
+
+const race = suite('a sibling of the old version landing while the file is replaced');
+
+race('it is removed after the rename (and made again from the new version)', async () => {
+  const dir = await tempDir();
+  try {
+    const root = new CacheRoot(path.join(dir, 'cache'));
+    await root.init();
+    const version = (n: number): Buffer => Buffer.from(`<!doctype html><h1>v${n}</h1>${'<p>compress me please</p>\n'.repeat(200)}`);
+    const store = async (n: number): Promise<void> => {
+      const body = version(n);
+      const meta: EntryMeta = {
+        urlPath: '/page', file: 'page/index.html', tags: [], renderedAt: Date.now() - 1, storedAt: Date.now(),
+        expiresAt: null, mediaType: 'text/html', size: body.length, mtime: Math.floor(Date.now() / 1000),
+      };
+      const temp = root.store.openTemp();
+      temp.write(body);
+      assert.equal(await root.commit(temp, meta), { stored: true });
+    };
+    await store(1);
+    const file = path.join(root.root, 'page', 'index.html');
+    // Another writer, compressing version 1, renames its sibling between this writer's unlink of the
+    // old siblings (there were none yet) and its rename of version 2: the moment the old code left open.
+    const io = (root.store as unknown as { io: FileIo }).io;
+    (root.store as unknown as { io: FileIo }).io = {
+      ...io,
+      rename: async (from, to) => {
+        if (to === file) await fs.writeFile(`${file}.gz`, gzipSync(version(1)));
+        return io.rename(from, to);
+      },
+    };
+    await store(2);
+    assert.is(await fs.readFile(file, 'utf8'), version(2).toString());
+    if (existsSync(`${file}.gz`)) assert.is(gunzipSync(await fs.readFile(`${file}.gz`)).toString(), version(2).toString(), 'a .gz left is of version 2');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+race.run();
