@@ -94,10 +94,22 @@ export class Store {
     return this.ready;
   }
 
-  /** Throws EROOT unless the root exists and is a directory; for commands that must not create it. */
+  /**
+   * Throws EROOT unless the root exists and is a directory; for commands that must not create it. Also
+   * when it is the base of a multi-site cache (`<root>/<host>/` each a root of its own): run on the
+   * base, a purge or ls would take the hosts' state directories for pages.
+   */
   async checkRoot(): Promise<void> {
     if ((await this.rootStats()) === undefined) {
       throw new PrerenderError('EROOT', `cache root ${this.root} does not exist: check --root or $PRERENDER_ROOT`, { input: this.root });
+    }
+    if ((await fs.stat(this.stateDir).catch(() => undefined)) !== undefined) return;
+    const hosts: string[] = [];
+    for (const entry of await fs.readdir(this.root, { withFileTypes: true })) {
+      if (entry.isDirectory() && (await fs.stat(path.join(this.root, entry.name, STATE_DIR)).catch(() => undefined))?.isDirectory() === true) hosts.push(entry.name);
+    }
+    if (hosts.length > 0) {
+      throw new PrerenderError('EROOT', `${this.root} holds the cache roots of several hosts (${hosts.slice(0, 5).join(', ')}${hosts.length > 5 ? ', ...' : ''}): give one, e.g. --root ${path.join(this.root, hosts[0] ?? '')}`, { input: this.root });
     }
   }
 

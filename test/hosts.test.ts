@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { CacheOptions } from '../src/index.js';
-import { listFiles, nginxAvailable, rawRequest, request, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
+import { listFiles, nginxAvailable, rawRequest, request, runCli, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -139,6 +139,19 @@ multiTest('unknown and hostile hosts: never stored, never served from another ho
   assert.ok(noHost.xCache !== 'HIT', 'a tree is never reachable as a path of the bare root');
   await context.cache.idle();
   assert.equal(await pagesOnDisk(context.root), ['a.test/page/index.html', 'c.test/page/index.html']);
+});
+
+multiTest('the CLI refuses the multi-site base as a root: its hosts\' state directories are not pages', async (context) => {
+  await twice(context, '/x', { Host: 'a.test' });
+  for (const args of [['ls', '--json'], ['purge', '--prefix', '/', '--dry-run'], ['purge', '--all'], ['sweep']]) {
+    const result = await runCli([...args, '--root', context.root]);
+    assert.is(result.code, 2, `${args.join(' ')}: ${result.stdout}`);
+    assert.match(result.stderr, `give one, e.g. --root ${path.join(context.root, 'a.test')}`);
+  }
+  assert.equal(await pagesOnDisk(context.root), ['a.test/x/index.html']);
+  const one = await runCli(['ls', '--json', '--root', path.join(context.root, 'a.test')]);
+  assert.is(one.code, 0, one.stderr);
+  assert.match(one.stdout, 'x/index.html');
 });
 
 multiTest('purge applies to every host, or to the host of an absolute URL', async (context) => {
