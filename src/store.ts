@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
 import { fileIo, type FileIo, type IoMode } from './file-io.js';
@@ -59,11 +60,18 @@ export type PlaceResult = { stored: true; absolute: string; inode: number; repla
 
 let tempCounter = 0;
 /**
- * Temp names are `<pid>-<process tag>-<counter>.tmp`: the pid lets `removeStaleTemps` tell a live
- * writer's files, and the tag, drawn once, keeps two processes with the same pid (containers sharing
- * a volume) apart.
+ * Temp names are `<pid>-<process tag>-<host tag>-<counter>.tmp`: the pid lets `removeStaleTemps` tell
+ * a live writer's files; the process tag, drawn once, keeps two processes with the same pid apart; the
+ * host tag (of the host name) tells files of another machine or container sharing the volume, whose
+ * pids mean nothing here.
  */
 const PROCESS_TAG = randomBytes(4).toString('hex');
+const HOST_TAG = createHash('sha1').update(os.hostname()).digest('hex').slice(0, 8);
+/**
+ * Another host's temp files are removed only past this age: its processes cannot be asked whether
+ * they are alive, and a write in flight is younger than maxRenderMs (10 minutes by default).
+ */
+const FOREIGN_TEMP_MS = 30 * 60 * 1000;
 
 export class Store {
   readonly root: string;
@@ -157,11 +165,15 @@ export class Store {
       if (name.startsWith(`${process.pid}-${PROCESS_TAG}-`)) continue;
       // The same pid with another tag is another process (another pid namespace, or this pid's earlier
       // life): like any live pid, its files are left alone until they are old.
-      const pid = Number(name.split('-')[0]);
+      const [pidPart, , hostPart] = name.split('-');
+      const pid = Number(pidPart);
       const file = path.join(this.tempDir, name);
       const stats = await fs.stat(file).catch(() => undefined);
       if (stats === undefined) continue;
-      if (isAlive(pid) && Date.now() - stats.mtimeMs < STALE_TEMP_MS) continue;
+      const age = Date.now() - stats.mtimeMs;
+      // Names of three parts (`<pid>-trash-<ms>`, older temp names) are this host's.
+      const foreign = name.split('-').length >= 4 && hostPart !== HOST_TAG;
+      if (foreign ? age < FOREIGN_TEMP_MS : isAlive(pid) && age < STALE_TEMP_MS) continue;
       await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);
     }
     return removed;
@@ -172,7 +184,7 @@ export class Store {
    * response in flight) never waits.
    */
   openTemp(): TempFile {
-    const file = path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${++tempCounter}.tmp`);
+    const file = path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${HOST_TAG}-${++tempCounter}.tmp`);
     const opening = this.init().then(() =>
       this.io.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE)).catch((error: unknown) => {
       // The root (or its state directory) was deleted under us: set it up again for the next write.

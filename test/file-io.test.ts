@@ -164,5 +164,32 @@ temps('stale temp files: this process keeps its own; the same pid under another 
   }
 });
 
+temps('stale temp files of another host (a container sharing the volume): kept while young whatever its pid, removed when old', async () => {
+  const dir = await tempDir();
+  try {
+    const root = new CacheRoot(dir);
+    await root.store.init();
+    const own = root.store.openTemp();
+    own.write(Buffer.from('mine'));
+    await own.drained();
+    const [, , hostTag] = path.basename(own.path).split('-');
+    const otherHost = hostTag === 'feedf00d' ? 'deadbeef' : 'feedf00d';
+    // Pid 2^22 + 1 is beyond Linux's pid_max: no process here has it, as no process of another pid
+    // namespace is visible here.
+    const deadPid = 4194305;
+    const inFlight = path.join(root.store.tempDir, `${deadPid}-0badcafe-${otherHost}-1.tmp`);
+    const abandoned = path.join(root.store.tempDir, `${deadPid}-0badcafe-${otherHost}-2.tmp`);
+    const killedHere = path.join(root.store.tempDir, `${deadPid}-0badcafe-${hostTag}-3.tmp`);
+    for (const file of [inFlight, abandoned, killedHere]) await fs.writeFile(file, 'x');
+    const anHourAgo = new Date(Date.now() - 60 * 60 * 1000);
+    await fs.utimes(abandoned, anHourAgo, anHourAgo);
+    assert.is(await root.store.removeStaleTemps(), 2);
+    assert.equal((await fs.readdir(root.store.tempDir)).sort(), [path.basename(own.path), path.basename(inFlight)].sort());
+    await own.discard();
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 temps.run();
 
