@@ -236,7 +236,7 @@ function crawlSummary(report: CrawlReport): string {
   }
   for (const skip of report.skipped) lines.push(`  skipped ${skip.url}: ${skip.reason}`);
   if (report.swapped !== undefined) {
-    const why = report.counts.failed > 0 ? 'some URLs failed' : 'no page was stored';
+    const why = report.notSwapped ?? (report.counts.failed > 0 ? 'some URLs failed' : 'no page was stored');
     lines.push(report.swapped ? `switched current to ${report.root}` : `not switched: ${why}; current is unchanged`);
   }
   return `${lines.join('\n')}\n`;

@@ -88,6 +88,8 @@ export interface CrawlReport {
   root: string;
   /** With `swap`: whether `current` now points at the new generation. */
   swapped?: boolean;
+  /** With `swap`, when the switch was refused although no URL failed: why. */
+  notSwapped?: string;
   /**
    * Why the crawl stopped before the end of its source: the file system refused a write in a way every
    * later page would meet too (full, over quota, read-only). Pages in flight were finished; the rest
@@ -299,7 +301,14 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     report.swapped = report.counts.failed === 0 && report.counts.stored > 0;
     if (report.swapped) {
       await flushGeneration(dir);
-      await publishGeneration(options.root, dir);
+      try {
+        await publishGeneration(options.root, dir);
+      } catch (error) {
+        if (!(error instanceof PrerenderError) || error.code !== 'EROOT') throw error;
+        report.swapped = false;
+        report.notSwapped = error.message;
+        await discardGeneration(dir);
+      }
     } else {
       await discardGeneration(dir);
     }

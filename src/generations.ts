@@ -72,29 +72,72 @@ async function fsyncPath(file: string): Promise<void> {
   }
 }
 
-/** Points `current` at `generation` atomically; the old current becomes `previous`. */
+/**
+ * Points `current` at `generation` atomically; the old current becomes `previous`. Refuses a generation
+ * whose building marker is gone or not this process's: it was deleted while it was built (by a
+ * cleanup that took this crawl for dead), and what the crawl wrote since is only part of the site.
+ */
 export async function publishGeneration(base: string, generation: string): Promise<Generations> {
   const absoluteBase = path.resolve(base);
-  const before = await readGenerations(absoluteBase);
-  const id = path.basename(generation);
-  await fs.rm(buildingMarker(generation), { force: true });
-  await switchLink(absoluteBase, 'current', id);
-  if (before.current !== undefined && before.current !== id) await switchLink(absoluteBase, 'previous', before.current);
-  await deleteOthers(absoluteBase);
-  return readGenerations(absoluteBase);
+  const marker = await fs.readFile(buildingMarker(generation), 'utf8').catch(() => '');
+  if (marker !== String(process.pid)) {
+    throw new PrerenderError('EROOT', `generation ${generation} was deleted while this crawl built it (by another crawl's cleanup?): not switching to a partial tree`, { input: generation });
+  }
+  return withGenerationsLock(absoluteBase, async () => {
+    const before = await readGenerations(absoluteBase);
+    const id = path.basename(generation);
+    await fs.rm(buildingMarker(generation), { force: true });
+    await switchLink(absoluteBase, 'current', id);
+    if (before.current !== undefined && before.current !== id) await switchLink(absoluteBase, 'previous', before.current);
+    await deleteOthers(absoluteBase);
+    return readGenerations(absoluteBase);
+  });
 }
 
 /** Swaps `current` and `previous`: a second rollback rolls forward again. */
 export async function rollback(base: string): Promise<Generations> {
   const absoluteBase = path.resolve(base);
   await checkBase(absoluteBase, true);
-  const before = await readGenerations(absoluteBase);
-  if (before.previous === undefined || before.current === undefined) {
-    throw new PrerenderError('EUSAGE', `nothing to roll back to under ${absoluteBase}: it needs a current and a previous generation from crawl --swap`, { input: base });
+  return withGenerationsLock(absoluteBase, async () => {
+    const before = await readGenerations(absoluteBase);
+    if (before.previous === undefined || before.current === undefined) {
+      throw new PrerenderError('EUSAGE', `nothing to roll back to under ${absoluteBase}: it needs a current and a previous generation from crawl --swap`, { input: base });
+    }
+    await switchLink(absoluteBase, 'current', before.previous);
+    await switchLink(absoluteBase, 'previous', before.current);
+    return readGenerations(absoluteBase);
+  });
+}
+
+const LOCK = '.generations.lock';
+/** A lock older than this is taken over even if its pid is alive here (pid reuse, another host). */
+const LOCK_STALE_MS = 5 * 60 * 1000;
+
+/**
+ * One switch at a time per base: without it, a crawl deleting old generations after its switch could
+ * delete the one another crawl had just made current (it read `current` before that switch).
+ */
+async function withGenerationsLock<T>(base: string, work: () => Promise<T>): Promise<T> {
+  const lock = path.join(base, LOCK);
+  for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
+    try {
+      await fs.mkdir(lock);
+      await fs.writeFile(path.join(lock, 'pid'), String(process.pid));
+      break;
+    } catch (error) {
+      if (!isErrno(error, 'EEXIST')) throw error;
+      const owner = Number(await fs.readFile(path.join(lock, 'pid'), 'utf8').catch(() => ''));
+      const age = Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+      // A lock with no pid yet is being taken right now: wait for it like any other.
+      if ((owner > 0 && !isAlive(owner)) || age > LOCK_STALE_MS) await fs.rm(lock, { recursive: true, force: true });
+      else await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
-  await switchLink(absoluteBase, 'current', before.previous);
-  await switchLink(absoluteBase, 'previous', before.current);
-  return readGenerations(absoluteBase);
+  try {
+    return await work();
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
 }
 
 export async function readGenerations(base: string): Promise<Generations> {

@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { crawl } from '../src/index.js';
 import { holdYoungGeneration } from '../src/young-generation.js';
-import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, type Server } from './helpers.js';
+import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -461,6 +461,46 @@ function tracedCli(args: string[], calls: string, env: Record<string, string>, t
   // Each page and each directory of the generation; a crawl with swap fsyncs nothing else.
   assert.ok(fsynced >= 3 + 4, `${fsynced} fsyncs before current switched`);
   assert.not.ok(result.lines.slice(switched).some((line) => /fsync\(/.test(line)), 'nothing left to fsync after the switch');
+});
+
+swap('one switch at a time per base: a crawl waits for the generations lock, and takes it over from a dead owner', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  const first = await fs.readlink(path.join(context.base, 'current'));
+  // Another switch in progress: its owner is alive.
+  const owner = spawn('sleep', ['30']);
+  const lock = path.join(context.base, '.generations.lock');
+  await fs.mkdir(lock);
+  await fs.writeFile(path.join(lock, 'pid'), String(owner.pid));
+  const crawling = runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.is(await fs.readlink(path.join(context.base, 'current')), first, 'no switch while another holds the lock');
+  owner.kill('SIGKILL');
+  await new Promise((resolve) => owner.once('close', resolve));
+  const result = await crawling;
+  assert.is(result.code, 0, result.stderr);
+  assert.is.not(await fs.readlink(path.join(context.base, 'current')), first, 'switched once the owner was gone');
+  assert.not.ok(await fs.stat(lock).then(() => true, () => false), 'the lock is released');
+});
+
+swap('a generation deleted while it was built is not switched to', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  const current = await fs.readlink(path.join(context.base, 'current'));
+  // Slow pages, one at a time: the build is under way when another process's cleanup deletes it.
+  await fs.writeFile(list, Array.from({ length: 10 }, (_, i) => `/slow-page/${i}`).join('\n'));
+  const crawling = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base]);
+  const generations = path.join(context.base, 'generations');
+  await waitFor(async () => (await fs.readdir(generations)).length > 1, 5000, 'the new build');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  for (const id of await fs.readdir(generations)) if (!current.endsWith(id)) await fs.rm(path.join(generations, id), { recursive: true, force: true });
+  const result = await crawling;
+  assert.is(result.code, 1, result.stdout);
+  assert.match(result.stdout, 'not switched: generation');
+  assert.match(result.stdout, 'was deleted while this crawl built it');
+  assert.is(await fs.readlink(path.join(context.base, 'current')), current);
 });
 
 swap('a crawl that stores no page does not switch: the site is not replaced by an empty tree', async (context) => {
