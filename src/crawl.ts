@@ -11,8 +11,9 @@ import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { carryPurges, purge } from './purge.js';
 import type { IoMode } from './file-io.js';
-import { createGeneration, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
+import { createGeneration, currentGenerationDir, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
@@ -301,13 +302,27 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     report.swapped = report.counts.failed === 0 && report.counts.stored > 0;
     if (report.swapped) {
       await flushGeneration(dir);
-      try {
-        await publishGeneration(options.root, dir);
-      } catch (error) {
-        if (!(error instanceof PrerenderError) || error.code !== 'EROOT') throw error;
+      // Purges made in the live tree while this one was built may select pages rendered here before
+      // them (invariant 5): they are carried over before the switch, and once more after it for any
+      // that landed in between. (Later ones land in the new tree itself.)
+      const live = await currentGenerationDir(options.root);
+      const carriedFrom = Date.now();
+      if (live !== undefined && !(await carryPurges(new CacheRoot(live), root, started))) {
         report.swapped = false;
-        report.notSwapped = error.message;
+        report.notSwapped = 'the whole cache was purged while this crawl built its tree: run it again';
         await discardGeneration(dir);
+      } else {
+        try {
+          await publishGeneration(options.root, dir);
+        } catch (error) {
+          if (!(error instanceof PrerenderError) || error.code !== 'EROOT') throw error;
+          report.swapped = false;
+          report.notSwapped = error.message;
+          await discardGeneration(dir);
+        }
+        if (report.swapped && live !== undefined && !(await carryPurges(new CacheRoot(live), root, carriedFrom))) {
+          await purge(root, { all: true });
+        }
       }
     } else {
       await discardGeneration(dir);

@@ -140,6 +140,13 @@ async function withGenerationsLock<T>(base: string, work: () => Promise<T>): Pro
   }
 }
 
+/** The directory `current` points at, if any. */
+export async function currentGenerationDir(base: string): Promise<string | undefined> {
+  const absoluteBase = path.resolve(base);
+  const { current } = await readGenerations(absoluteBase);
+  return current === undefined ? undefined : path.join(absoluteBase, GENERATIONS, current);
+}
+
 export async function readGenerations(base: string): Promise<Generations> {
   return { current: await readLink(base, 'current'), previous: await readLink(base, 'previous') };
 }

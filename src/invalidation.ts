@@ -31,6 +31,14 @@ export interface InvalidationTarget {
 
 type Kind = 'all' | 'tag' | 'file' | 'prefix';
 
+/** Purges recorded since some time: the latest time of each. */
+export interface PurgedSince {
+  all: number | undefined;
+  tags: Map<string, number>;
+  files: Map<string, number>;
+  prefixes: Map<string, number>;
+}
+
 /** The default maxRenderMs, so that roots written when the bucket followed it keep their journal names. */
 const BUCKET_MS = 600_000;
 const RETAIN_PREFIX = 'retain-';
@@ -123,6 +131,25 @@ export class Invalidations {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Every purge recorded at or after `at` (up to `now`): what a tree built elsewhere meanwhile (a crawl
+   * --swap generation) must drop before it replaces this one.
+   */
+  async since(at: number, now = Date.now()): Promise<PurgedSince> {
+    const purged: PurgedSince = { all: undefined, tags: new Map(), files: new Map(), prefixes: new Map() };
+    const keep = (into: Map<string, number>, from: Map<string, number>): void => {
+      for (const [key, when] of from) if (when >= at) into.set(key, Math.max(into.get(key) ?? -Infinity, when));
+    };
+    for (let bucket = this.bucketOf(at); bucket <= this.bucketOf(now); bucket++) {
+      const journal = await this.read(bucket);
+      if (journal.all >= at) purged.all = Math.max(purged.all ?? -Infinity, journal.all);
+      keep(purged.tags, journal.tags);
+      keep(purged.files, journal.files);
+      keep(purged.prefixes, journal.prefixes);
+    }
+    return purged;
   }
 
   /**

@@ -226,3 +226,27 @@ export function parsePrefixArgument(prefix: string): PrefixArgument {
   const namePrefix = segments.pop() ?? '';
   return { urlPath: decoded.path, dir: segments, namePrefix };
 }
+
+/**
+ * Carries the purges recorded in `from` since `since` over to `to`, a tree built meanwhile to replace
+ * it (crawl --swap): each is recorded in `to` with its own time, so renders still in flight are
+ * checked against it there too, and the pages it selects in `to` are deleted, since they may have
+ * been rendered before it. Returns false, carrying nothing, when everything was purged: nothing built
+ * before that can be trusted.
+ */
+export async function carryPurges(from: CacheRoot, to: CacheRoot, since: number): Promise<boolean> {
+  const purged = await from.invalidations.since(since);
+  if (purged.all !== undefined) return false;
+  for (const [tag, at] of purged.tags) await to.invalidations.recordTags([tag], at);
+  for (const [file, at] of purged.files) await to.invalidations.recordFiles([file], at);
+  for (const [prefix, at] of purged.prefixes) await to.invalidations.recordPrefix(prefix, at);
+  const selected = new Set(purged.files.keys());
+  for (const tag of purged.tags.keys()) for (const file of await to.tags.files(tag)) selected.add(file);
+  for (const prefix of purged.prefixes.keys()) {
+    const segments = prefix.split('/').slice(1);
+    const namePrefix = segments.pop() ?? '';
+    for (const file of await to.store.list(segments, namePrefix)) selected.add(file);
+  }
+  for (const file of selected) await to.store.remove(file);
+  return true;
+}

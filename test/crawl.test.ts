@@ -11,6 +11,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import { gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
+import { CacheRoot } from '../src/cache-root.js';
 import { crawl } from '../src/index.js';
 import { holdYoungGeneration } from '../src/young-generation.js';
 import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
@@ -501,6 +502,47 @@ swap('a generation deleted while it was built is not switched to', async (contex
   assert.match(result.stdout, 'not switched: generation');
   assert.match(result.stdout, 'was deleted while this crawl built it');
   assert.is(await fs.readlink(path.join(context.base, 'current')), current);
+});
+
+swap('purges of the live tree made while a new one is built are carried over: no page they select goes live', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/tagged\n/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  const live = path.join(context.base, 'current');
+  // The new build stores /tagged first, then takes a while over slow pages, one at a time.
+  await fs.writeFile(list, ['/tagged', '/v/1', ...Array.from({ length: 8 }, (_, i) => `/slow-page/${i}`)].join('\n'));
+  const crawling = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
+  const generations = path.join(context.base, 'generations');
+  const building = async (): Promise<string | undefined> => {
+    const current = path.basename(await fs.readlink(live));
+    return (await fs.readdir(generations)).find((id) => id !== current);
+  };
+  await waitFor(async () => {
+    const id = await building();
+    return id !== undefined && (await fs.stat(path.join(generations, id, 'v/1/index.html')).then(() => true, () => false));
+  }, 5000, 'the build to store /tagged and /v/1');
+  const purged = await runCli(['purge', '--tag', 'blue', '/v/1', '--root', live]);
+  assert.is(purged.code, 0, purged.stderr);
+  const result = await crawling;
+  assert.is(result.code, 0, result.stderr);
+  assert.ok((JSON.parse(result.stdout) as { swapped: boolean }).swapped);
+  const files = await listFiles(live);
+  assert.not.ok(files.includes('tagged/index.html'), 'rendered before the tag purge: not live after it');
+  assert.not.ok(files.includes('v/1/index.html'), 'rendered before the path purge: not live after it');
+  assert.ok(files.includes('slow-page/7/index.html'));
+  // Renders still in flight against the new tree see the purge too.
+  const root = new CacheRoot(live);
+  assert.ok(await root.invalidations.staleReason(Date.now() - 60_000, { file: 'tagged/index.html', urlPath: '/tagged', tags: ['blue'] }));
+
+  // Everything purged during the build: nothing it holds can be trusted, so it is not switched to.
+  const before = await fs.readlink(live);
+  const again = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
+  await waitFor(async () => (await building()) !== undefined, 5000, 'a new build');
+  assert.is((await runCli(['purge', '--all', '--root', live])).code, 0);
+  const refused = await again;
+  assert.is(refused.code, 1, refused.stdout);
+  assert.match(refused.stdout, 'the whole cache was purged while this crawl built its tree');
+  assert.is(await fs.readlink(live), before);
 });
 
 swap('a crawl that stores no page does not switch: the site is not replaced by an empty tree', async (context) => {
