@@ -19,7 +19,7 @@ import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
 import type { Encoding } from './precompress.js';
 import { openSource, type SourceItem } from './sources.js';
-import { REFUSAL_MESSAGES, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
+import { REFUSAL_MESSAGES, encodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
 export interface CrawlOptions {
   /** A URL-list file, a sitemap file or URL (`.xml`, gzip too), or `-` for stdin. */
@@ -241,9 +241,22 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const runTask = async (task: Task): Promise<void> => {
     let attempts = 0;
     let outcome: PageOutcome;
+    let target = task.target;
+    let pageUrl = task.pageUrl;
     for (;;) {
       attempts++;
-      outcome = await fetchPage(root, task.target, { origin, timeoutMs, maxBodyBytes, agent });
+      outcome = await fetchPage(root, target, { origin, timeoutMs, maxBodyBytes, agent });
+      // A redirect to another spelling of the same file (/docs -> /docs/, the usual trailing-slash
+      // redirect) is followed once: its target is this very file, and skipping it would leave the page
+      // out of the tree, since the other spelling is deduplicated away.
+      const sameFile = outcome.outcome === 'skipped' && target === task.target ? sameFileRedirect(outcome.location, task) : undefined;
+      if (sameFile !== undefined) {
+        target = sameFile;
+        // Its links resolve against where the page really is.
+        pageUrl = new URL(sameFile.urlPath === '/' ? '/' : encodePath(sameFile.urlPath), task.pageUrl).href;
+        attempts--;
+        continue;
+      }
       if (outcome.outcome === 'failed' && outcome.unwritable === true) {
         report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`;
       }
@@ -257,9 +270,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       report.counts.bytes += outcome.bytes;
       if (options.follow === true && task.depth < maxDepth && task.target.mediaType === 'text/html') {
         const absolute = root.store.resolve(task.target.file);
-        const links = absolute === undefined ? [] : await sameOriginLinks(absolute, task.pageUrl).catch(() => [] as string[]);
+        const links = absolute === undefined ? [] : await sameOriginLinks(absolute, pageUrl).catch(() => [] as string[]);
         for (const link of links) {
-          const linked = admit({ kind: 'url', text: new URL(link, task.pageUrl).href, from: task.pageUrl }, task.depth + 1);
+          const linked = admit({ kind: 'url', text: new URL(link, pageUrl).href, from: pageUrl }, task.depth + 1);
           if (linked !== undefined) followQueue.push(linked);
         }
       }
@@ -330,6 +343,21 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   }
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** The target of a redirect whose Location (on the page's own origin) names the same file, if it does. */
+function sameFileRedirect(location: string | undefined, task: Task): CachePath | undefined {
+  if (location === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(location, task.pageUrl);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== new URL(task.pageUrl).origin || url.search !== '' || url.hash !== '') return undefined;
+  const mapped = toCachePath(url.pathname);
+  if (!mapped.ok || mapped.value.file !== task.target.file || mapped.value.urlPath === task.target.urlPath) return undefined;
+  return mapped.value;
 }
 
 /** A source line: a path, or an absolute http(s) URL fetched from the origin with its own path. */

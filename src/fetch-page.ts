@@ -29,7 +29,7 @@ export interface FetchPageOptions {
 
 export type PageOutcome =
   | { outcome: 'stored'; status: number; bytes: number }
-  | { outcome: 'skipped'; status?: number; reason: string }
+  | { outcome: 'skipped'; status?: number; reason: string; /** A redirect's Location, as sent. */ location?: string }
   | {
     outcome: 'failed';
     status?: number;
@@ -85,7 +85,8 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     // A small error body is read to its end so the keep-alive socket can be reused.
     await drain(response);
     if (status >= 300 && status < 400) {
-      return { outcome: 'skipped', status, reason: `redirect (${status}) to ${header('location') ?? '?'}, not followed` };
+      const location = header('location');
+      return { outcome: 'skipped', status, reason: `redirect (${status}) to ${location ?? '?'}, not followed`, ...(location === null ? {} : { location }) };
     }
     const retryable = status === 429 || status >= 500;
     const retryAfterMs = parseRetryAfter(header('retry-after'));

@@ -5,6 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -103,6 +104,13 @@ function originHandler(context: Context) {
       res.writeHead(200, { 'Content-Type': 'application/gzip', 'Content-Length': String(whole.length) });
       res.write(whole.subarray(0, Math.floor(whole.length / 2)));
       setTimeout(() => res.socket?.destroy(), 50);
+    } else if (url === '/section') {
+      res.writeHead(301, { Location: '/section/', 'Content-Type': html });
+      res.end();
+    } else if (url === '/section/') {
+      page('<p>the section</p><a href="intro">intro</a>');
+    } else if (url === '/section/intro') {
+      page('<p>intro</p>');
     } else if (url === '/bad-links') {
       page('<a href="/a//b">doubled</a> <a href="/x%zz">undecodable</a> <a href="/about">fine</a>');
     } else if (url.startsWith('/links/')) {
@@ -316,6 +324,18 @@ crawlSuite('--follow: links that cannot be stored are skipped with the page they
   assert.is(report.counts.failed, 0);
   assert.ok(report.counts.stored >= 2, result.stdout);
   assert.is(report.skipped.filter((entry) => entry.reason.endsWith(`(linked from ${context.origin.url}/bad-links)`)).length, 2, result.stdout);
+});
+
+crawlSuite('a redirect to another spelling of the same file (/section -> /section/) is followed once; others are not', async (context) => {
+  for (const input of ['/section\n', '/section\n/section/\n']) {
+    const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--follow', '--json'], { input });
+    assert.is(result.code, 0, result.stderr);
+    assert.is(await fs.readFile(path.join(context.root, 'section/index.html'), 'utf8'), '<p>the section</p><a href="intro">intro</a>', input);
+    // Its relative link resolves against /section/, where the page is.
+    assert.ok(existsSync(path.join(context.root, 'section/intro/index.html')), input);
+  }
+  const moved = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--json'], { input: '/moved\n' });
+  assert.match(moved.stdout, 'redirect (301) to /about, not followed');
 });
 
 crawlSuite('progress: a line every few seconds when stderr is not a TTY', async (context) => {
