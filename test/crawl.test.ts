@@ -514,9 +514,13 @@ swap('a generation deleted while it was built is not switched to', async (contex
   await fs.writeFile(list, Array.from({ length: 10 }, (_, i) => `/slow-page/${i}`).join('\n'));
   const crawling = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base]);
   const generations = path.join(context.base, 'generations');
-  await waitFor(async () => (await fs.readdir(generations)).length > 1, 5000, 'the new build');
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  for (const id of await fs.readdir(generations)) if (!current.endsWith(id)) await fs.rm(path.join(generations, id), { recursive: true, force: true });
+  const building = async (): Promise<string | undefined> => (await fs.readdir(generations)).find((id) => !current.endsWith(id));
+  await waitFor(async () => {
+    const id = await building();
+    return id !== undefined && (await fs.stat(path.join(generations, id, 'slow-page/1/index.html')).then(() => true, () => false));
+  }, 5000, 'the new build under way');
+  const id = await building();
+  if (id !== undefined) await fs.rm(path.join(generations, id), { recursive: true, force: true });
   const result = await crawling;
   assert.is(result.code, 1, result.stdout);
   assert.match(result.stdout, 'not switched: generation');
