@@ -537,10 +537,8 @@ swap('purges of the live tree made while a new one is built are carried over: no
   await fs.writeFile(list, ['/tagged', '/v/1', ...Array.from({ length: 8 }, (_, i) => `/slow-page/${i}`)].join('\n'));
   const crawling = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
   const generations = path.join(context.base, 'generations');
-  const building = async (): Promise<string | undefined> => {
-    const current = path.basename(await fs.readlink(live));
-    return (await fs.readdir(generations)).find((id) => id !== current);
-  };
+  let known = new Set(await fs.readdir(generations));
+  const building = async (): Promise<string | undefined> => (await fs.readdir(generations)).find((id) => !known.has(id));
   await waitFor(async () => {
     const id = await building();
     return id !== undefined && (await fs.stat(path.join(generations, id, 'v/1/index.html')).then(() => true, () => false));
@@ -560,8 +558,13 @@ swap('purges of the live tree made while a new one is built are carried over: no
 
   // Everything purged during the build: nothing it holds can be trusted, so it is not switched to.
   const before = await fs.readlink(live);
+  known = new Set(await fs.readdir(generations));
   const again = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
-  await waitFor(async () => (await building()) !== undefined, 5000, 'a new build');
+  // Once the build has stored a page: its crawl started before the purge.
+  await waitFor(async () => {
+    const id = await building();
+    return id !== undefined && (await fs.stat(path.join(generations, id, 'tagged/index.html')).then(() => true, () => false));
+  }, 5000, 'a new build under way');
   assert.is((await runCli(['purge', '--all', '--root', live])).code, 0);
   const refused = await again;
   assert.is(refused.code, 1, refused.stdout);
