@@ -11,13 +11,13 @@ import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
-import { carryPurges, purge } from './purge.js';
 import type { IoMode } from './file-io.js';
 import { createGeneration, currentGenerationDir, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
 import type { Encoding } from './precompress.js';
+import { carryPurges, purge } from './purge.js';
 import { openSource, type SourceItem } from './sources.js';
 import { REFUSAL_MESSAGES, encodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
@@ -152,6 +152,11 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   });
 
   const dir = options.swap === true ? await createGeneration(options.root) : path.resolve(options.root);
+  // With swap, the purges made in the live tree during the build are carried over at the switch: its
+  // journals must outlive their usual retention until then, however long the build takes.
+  const liveAtStart = options.swap === true ? await currentGenerationDir(options.root) : undefined;
+  const buildStarted = Date.now();
+  const releaseHold = liveAtStart === undefined ? async () => undefined : await new CacheRoot(liveAtStart).invalidations.hold(buildStarted);
   // With swap, nothing in the generation is visible until `current` switches to it, so files are not
   // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
   const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: options.io ?? 'threadPool' });
@@ -160,6 +165,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   } catch (error) {
     agent.destroy();
     sitemapAgent.destroy();
+    await releaseHold();
     throw error;
   }
 
@@ -303,13 +309,24 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         }
       }
     }));
+  } catch (error) {
+    await releaseHold();
+    throw error;
   } finally {
     agent.destroy();
     sitemapAgent.destroy();
   }
 
   report.counts.total = report.counts.stored + report.counts.skipped + report.counts.failed;
-  if (options.swap === true) {
+  try {
+    if (options.swap === true) await finishSwap();
+  } finally {
+    await releaseHold();
+  }
+  report.durationMs = Date.now() - started;
+  return report;
+
+  async function finishSwap(): Promise<void> {
     // A source that named no page (an empty list, an HTML page where the sitemap was) must not
     // replace the site with an empty tree.
     report.swapped = report.counts.failed === 0 && report.counts.stored > 0;
@@ -319,8 +336,14 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       // them (invariant 5): they are carried over before the switch, and once more after it for any
       // that landed in between. (Later ones land in the new tree itself.)
       const live = await currentGenerationDir(options.root);
+      // Usually the tree current when the build began; another crawl may have switched since.
+      const sources = [...new Set([liveAtStart, live].filter((tree): tree is string => tree !== undefined))];
+      const carry = async (since: number): Promise<boolean> => {
+        for (const tree of sources) if (!(await carryPurges(new CacheRoot(tree), root, since))) return false;
+        return true;
+      };
       const carriedFrom = Date.now();
-      if (live !== undefined && !(await carryPurges(new CacheRoot(live), root, started))) {
+      if (!(await carry(buildStarted))) {
         report.swapped = false;
         report.notSwapped = 'the whole cache was purged while this crawl built its tree: run it again';
         await discardGeneration(dir);
@@ -333,16 +356,12 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
           report.notSwapped = error.message;
           await discardGeneration(dir);
         }
-        if (report.swapped && live !== undefined && !(await carryPurges(new CacheRoot(live), root, carriedFrom))) {
-          await purge(root, { all: true });
-        }
+        if (report.swapped && !(await carry(carriedFrom))) await purge(root, { all: true });
       }
     } else {
       await discardGeneration(dir);
     }
   }
-  report.durationMs = Date.now() - started;
-  return report;
 }
 
 /** The target of a redirect whose Location (on the page's own origin) names the same file, if it does. */

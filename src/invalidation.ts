@@ -42,6 +42,11 @@ export interface PurgedSince {
 /** The default maxRenderMs, so that roots written when the bucket followed it keep their journal names. */
 const BUCKET_MS = 600_000;
 const RETAIN_PREFIX = 'retain-';
+/** `hold-<since>-<pid>-<n>`: journals from `since` on are kept while the file is there (see `hold`). */
+const HOLD_PREFIX = 'hold-';
+/** A hold older than this was left by a process that died: it no longer keeps anything. */
+const HOLD_MAX_MS = 24 * 60 * 60 * 1000;
+let holdCounter = 0;
 
 /** What one process has read of one bucket's journal. */
 interface Journal {
@@ -134,6 +139,17 @@ export class Invalidations {
   }
 
   /**
+   * Keeps every journal from `since` on, whatever the retention, until the returned release: for a
+   * crawl --swap that will read the purges made during its build (`since`), however long it takes.
+   */
+  async hold(since: number): Promise<() => Promise<void>> {
+    await makeDirectories(this.dir, this.root);
+    const file = path.join(this.dir, `${HOLD_PREFIX}${since}-${process.pid}-${++holdCounter}`);
+    await fs.writeFile(file, '', { mode: 0o644 });
+    return () => fs.rm(file, { force: true });
+  }
+
+  /**
    * Every purge recorded at or after `at` (up to `now`): what a tree built elsewhere meanwhile (a crawl
    * --swap generation) must drop before it replaces this one.
    */
@@ -163,7 +179,15 @@ export class Invalidations {
       const declared = name.startsWith(RETAIN_PREFIX) ? Number(name.slice(RETAIN_PREFIX.length)) : Number.NaN;
       if (Number.isSafeInteger(declared)) retainMs = Math.max(retainMs, declared);
     }
-    const oldest = this.bucketOf(now - retainMs) - 1;
+    let oldest = this.bucketOf(now - retainMs) - 1;
+    for (const name of names) {
+      if (!name.startsWith(HOLD_PREFIX)) continue;
+      const since = Number(name.slice(HOLD_PREFIX.length).split('-')[0]);
+      const stats = await fs.stat(path.join(this.dir, name)).catch(() => undefined);
+      if (stats === undefined || !Number.isSafeInteger(since)) continue;
+      if (now - stats.mtimeMs > HOLD_MAX_MS) await fs.rm(path.join(this.dir, name), { force: true });
+      else oldest = Math.min(oldest, this.bucketOf(since));
+    }
     for (const name of names) {
       if (!name.endsWith('.log')) continue;
       const bucket = Number(name.slice(0, -'.log'.length));

@@ -115,12 +115,9 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
 /**
  * Fetches each file's page again with bounded concurrency; a page that cannot be refreshed (non-200,
  * refused by the policy, network error, a write the disk refuses) is deleted, so nothing stale
- * outlives the purge.
- */
-/**
- * Fetches each file's page again; `recordedAt` is when the purge that selected them was recorded. A
- * render that starts in that same millisecond counts as started before the purge (it may have read
- * old data) and would be refused, and the page deleted: the fetches start once the clock has passed it.
+ * outlives the purge. `recordedAt` is when the purge that selected them was recorded: a render that
+ * starts in that same millisecond counts as started before the purge (it may have read old data) and
+ * would be refused, so the fetches start once the clock has passed it.
  */
 export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult, recordedAt: number): Promise<void> {
   while (Date.now() <= recordedAt) await new Promise((resolve) => setTimeout(resolve, 1));

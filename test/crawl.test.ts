@@ -552,6 +552,9 @@ swap('purges of the live tree made while a new one is built are carried over: no
   assert.not.ok(files.includes('tagged/index.html'), 'rendered before the tag purge: not live after it');
   assert.not.ok(files.includes('v/1/index.html'), 'rendered before the path purge: not live after it');
   assert.ok(files.includes('slow-page/7/index.html'));
+  // The old tree's journals were held for the carry, and are no longer.
+  const previous = path.join(context.base, 'previous', '.prerender', 'inval');
+  assert.equal((await fs.readdir(previous)).filter((name) => name.startsWith('hold-')), []);
   // Renders still in flight against the new tree see the purge too.
   const root = new CacheRoot(live);
   assert.ok(await root.invalidations.staleReason(Date.now() - 60_000, { file: 'tagged/index.html', urlPath: '/tagged', tags: ['blue'] }));

@@ -92,6 +92,27 @@ shared('a prune keeps journals as long as the longest maxRenderMs declared, and 
   }
 });
 
+shared('a hold keeps journals from its time on past any retention, until it is released', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const invalidations = new Invalidations(path.join(root, '.prerender'), root, 50);
+    const now = Date.now();
+    await invalidations.recordTags(['older'], now - 3 * HOUR);
+    await invalidations.recordTags(['held'], now - 2 * HOUR);
+    const release = await invalidations.hold(now - 2 * HOUR - 1000);
+    await invalidations.prune(now);
+    assert.is(await journals(invalidations), 1, 'the journal from the hold on stays; the older one goes');
+    const purged = await invalidations.since(now - 2 * HOUR - 1000, now);
+    assert.equal([...purged.tags.keys()], ['held']);
+    await release();
+    await invalidations.prune(now);
+    assert.is(await journals(invalidations), 0);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 shared('a record torn inside a multi-byte character does not misalign the next read', async () => {
   const dir = await tempDir();
   try {
