@@ -50,6 +50,11 @@ let holdCounter = 0;
 
 /** What one process has read of one bucket's journal. */
 interface Journal {
+  /**
+   * Which file was read (`dev:ino`). The same path may name another file later: a root reached through
+   * a symlink (crawl --swap's `current`) switched to another tree, or a journal deleted and made again.
+   */
+  identity: string | undefined;
   /** Bytes consumed (up to the last complete record). */
   offset: number;
   all: number;
@@ -242,22 +247,30 @@ export class Invalidations {
 
   /** The journal of a bucket as far as it has been written, reading only what is new. */
   private async read(bucket: number): Promise<Journal> {
-    let journal = this.journals.get(bucket);
-    if (journal === undefined) {
-      journal = { offset: 0, all: -Infinity, tags: new Map(), files: new Map(), prefixes: new Map(), reading: Promise.resolve() };
-      this.journals.set(bucket, journal);
-    }
+    const fresh = (identity: string | undefined): Journal => {
+      const made: Journal = { identity, offset: 0, all: -Infinity, tags: new Map(), files: new Map(), prefixes: new Map(), reading: Promise.resolve() };
+      this.journals.set(bucket, made);
+      return made;
+    };
+    let journal = this.journals.get(bucket) ?? fresh(undefined);
     const file = this.journalPath(bucket);
     // Usually there is no journal (nothing purged lately); with blocking calls that costs no exception.
-    const size = (await this.io.stat(file))?.size;
-    if (size === undefined || size <= journal.offset) return journal;
+    const stats = await this.io.stat(file);
+    if (stats === undefined) return journal;
+    const identity = `${stats.dev}:${stats.ino}`;
+    // Another file at this path: what was read of the old one says nothing about it.
+    if (journal.identity === undefined) journal.identity = identity;
+    else if (journal.identity !== identity) journal = fresh(identity);
+    const { size } = stats;
+    if (size <= journal.offset) return journal;
     // Concurrent checks in this process must not read the same bytes twice (the offset would then
     // skip records) or from an offset that moved under them: catch-ups queue, and each reads on from
     // wherever the previous one stopped, up to the size this check saw.
-    const catchUp = journal.reading.then(() => this.readFrom(file, journal, size));
-    journal.reading = catchUp.catch(() => undefined);
+    const reading = journal;
+    const catchUp = reading.reading.then(() => this.readFrom(file, reading, size));
+    reading.reading = catchUp.catch(() => undefined);
     await catchUp;
-    return journal;
+    return reading;
   }
 
   private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
@@ -265,6 +278,9 @@ export class Invalidations {
     const handle = await fs.open(file, 'r');
     let complete: Buffer;
     try {
+      // The path may have come to name another file since the stat: read only the one this is about.
+      const opened = await handle.stat();
+      if (`${opened.dev}:${opened.ino}` !== journal.identity) return;
       const buffer = Buffer.alloc(size - journal.offset);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, journal.offset);
       // Consume only complete records; a record being appended right now is read next time. Counted

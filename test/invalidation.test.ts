@@ -92,6 +92,27 @@ shared('a prune keeps journals as long as the longest maxRenderMs declared, and 
   }
 });
 
+shared('a root reached through a symlink that switches trees (crawl --swap): the new tree\'s journal is read from its start', async () => {
+  const dir = await tempDir();
+  try {
+    const [treeA, treeB] = [path.join(dir, 'a'), path.join(dir, 'b')];
+    const current = path.join(dir, 'current');
+    await fs.symlink(treeA, current);
+    const app = new Invalidations(path.join(current, '.prerender'), current, 600_000);
+    const renderedAt = Date.now() - 5;
+    const target = { file: 'p/index.html', urlPath: '/p', tags: ['t'] };
+    // Tree A's journal grows longer than tree B's will be.
+    await new Invalidations(path.join(treeA, '.prerender'), treeA, 600_000).recordTags(['one', 'two', 'three', 'four', 'five', 'six'], renderedAt + 1);
+    assert.is(await app.staleReason(renderedAt, target), undefined);
+    await fs.symlink(treeB, `${current}.new`);
+    await fs.rename(`${current}.new`, current);
+    await new Invalidations(path.join(treeB, '.prerender'), treeB, 600_000).recordTags(['t'], renderedAt + 2);
+    assert.is(await app.staleReason(renderedAt, target), 'tag t was purged while it rendered');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 shared('a hold keeps journals from its time on past any retention, until it is released', async () => {
   const dir = await tempDir();
   try {
