@@ -255,7 +255,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       // A redirect to another spelling of the same file (/docs -> /docs/, the usual trailing-slash
       // redirect) is followed once: its target is this very file, and skipping it would leave the page
       // out of the tree, since the other spelling is deduplicated away.
-      const sameFile = outcome.outcome === 'skipped' && target === task.target ? sameFileRedirect(outcome.location, task) : undefined;
+      const sameFile = outcome.outcome === 'skipped' && target === task.target ? sameFileRedirect(outcome.location, task, origin) : undefined;
       if (sameFile !== undefined) {
         target = sameFile;
         // Its links resolve against where the page really is.
@@ -342,7 +342,6 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         for (const tree of sources) if (!(await carryPurges(new CacheRoot(tree), root, since))) return false;
         return true;
       };
-      const carriedFrom = Date.now();
       if (!(await carry(buildStarted))) {
         report.swapped = false;
         report.notSwapped = 'the whole cache was purged while this crawl built its tree: run it again';
@@ -356,7 +355,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
           report.notSwapped = error.message;
           await discardGeneration(dir);
         }
-        if (report.swapped && !(await carry(carriedFrom))) await purge(root, { all: true });
+        // From the build's start again, not from the first carry: a purge stamped before it may have
+        // been appended after it read. Carrying one twice changes nothing.
+        if (report.swapped && !(await carry(buildStarted))) await purge(root, { all: true });
       }
     } else {
       await discardGeneration(dir);
@@ -365,7 +366,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
 }
 
 /** The target of a redirect whose Location (on the page's own origin) names the same file, if it does. */
-function sameFileRedirect(location: string | undefined, task: Task): CachePath | undefined {
+function sameFileRedirect(location: string | undefined, task: Task, origin: string): CachePath | undefined {
   if (location === undefined) return undefined;
   let url: URL;
   try {
@@ -373,7 +374,8 @@ function sameFileRedirect(location: string | undefined, task: Task): CachePath |
   } catch {
     return undefined;
   }
-  if (url.origin !== new URL(task.pageUrl).origin || url.search !== '' || url.hash !== '') return undefined;
+  // The page's public origin (an absolute URL in the list), or the origin it is fetched from.
+  if (![new URL(task.pageUrl).origin, origin].includes(url.origin) || url.search !== '' || url.hash !== '') return undefined;
   const mapped = toCachePath(url.pathname);
   if (!mapped.ok || mapped.value.file !== task.target.file || mapped.value.urlPath === task.target.urlPath) return undefined;
   return mapped.value;

@@ -237,8 +237,9 @@ export class Store {
       return { stored: false, reason: placed.reason };
     }
     // Again after the rename: another writer compressing the old version may have renamed its sibling
-    // in between, and checked the file's inode while it was still the old one (precompress.ts).
-    if (replacing) await unlinkSiblings();
+    // in between, and checked the file's inode while it was still the old one (precompress.ts). Only
+    // while the file is still this version: a newer one's siblings are its own.
+    if (replacing && (await this.io.lstat(absolute))?.ino === inode) await unlinkSiblings();
     return { stored: true, absolute, inode, replacedSiblings };
   }
 

@@ -109,6 +109,12 @@ function originHandler(context: Context) {
       res.end();
     } else if (url === '/section/') {
       page('<p>the section</p><a href="intro">intro</a>');
+    } else if (url === '/section-abs') {
+      // An absolute Location on the origin the crawl fetches from, not the list's public host.
+      res.writeHead(301, { Location: `http://${req.headers.host ?? ''}/section-abs/`, 'Content-Type': html });
+      res.end();
+    } else if (url === '/section-abs/') {
+      page('<p>absolute</p>');
     } else if (url === '/section/intro') {
       page('<p>intro</p>');
     } else if (url === '/bad-links') {
@@ -334,6 +340,9 @@ crawlSuite('a redirect to another spelling of the same file (/section -> /sectio
     // Its relative link resolves against /section/, where the page is.
     assert.ok(existsSync(path.join(context.root, 'section/intro/index.html')), input);
   }
+  const absolute = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--json'], { input: 'https://www.example.com/section-abs\n' });
+  assert.is(absolute.code, 0, absolute.stderr);
+  assert.is(await fs.readFile(path.join(context.root, 'section-abs/index.html'), 'utf8'), '<p>absolute</p>');
   const moved = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--json'], { input: '/moved\n' });
   assert.match(moved.stdout, 'redirect (301) to /about, not followed');
 });
