@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
@@ -147,7 +147,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         response.body?.resume();
         throw new Error(`status ${response.status}`);
       }
-      return response.body as Readable;
+      return Readable.from(idleLimited(response.body as Readable, timeoutMs));
     },
   });
 
@@ -362,6 +362,29 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     } else {
       await discardGeneration(dir);
     }
+  }
+}
+
+/**
+ * The chunks of a body, failing when one is awaited for longer than `ms`: a stalled server. Only
+ * waits that are asked for count, so a body read slowly because the crawl is busy never times out.
+ */
+async function* idleLimited(body: Readable, ms: number): AsyncGenerator<Buffer> {
+  const iterator = body[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<'stalled'>((resolve) => {
+        timer = setTimeout(() => resolve('stalled'), ms);
+      });
+      const next = await Promise.race([iterator.next(), stalled]).finally(() => clearTimeout(timer));
+      if (next === 'stalled') throw new Error(`no data for ${ms} ms`);
+      if (next.done === true) return;
+      yield Buffer.from(next.value as Uint8Array);
+    }
+  } finally {
+    // Not iterator.return(): it would wait for the read still pending on a stalled body.
+    body.destroy();
   }
 }
 

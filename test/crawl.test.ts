@@ -98,6 +98,10 @@ function originHandler(context: Context) {
       setTimeout(() => page(`<p>${url}</p>`), 60);
     } else if (url === '/html-instead-of-sitemap.xml') {
       page('<!doctype html><html><body><p>Not found, but nicely</p></body></html>');
+    } else if (url === '/sitemap-stall.xml') {
+      // Part of a sitemap, then nothing: the connection stays open.
+      res.writeHead(200, { 'Content-Type': 'application/xml' });
+      res.write(urlset(['/about', '/docs/']).replace('</urlset>', ''));
     } else if (url === '/sitemap-cut.xml.gz') {
       // A gzip sitemap whose connection drops halfway.
       const whole = gzipSync(urlset(Array.from({ length: 2000 }, (_, i) => `/v/${i}`)));
@@ -223,6 +227,14 @@ crawlSuite('sources that cannot be read to the end, or are not sitemaps: a failu
   assert.is(cut.code, 1, cut.stderr);
   const cutReport = JSON.parse(cut.stdout) as { failures: Array<{ url: string; error: string }> };
   assert.ok(cutReport.failures.some((f) => f.url.endsWith('/sitemap-cut.xml.gz') && f.error.startsWith('source unreadable')), cut.stdout);
+  // Bounded here, so that a crawl that hangs fails this test instead of hanging the suite.
+  const stalled = await Promise.race([
+    runCli(['crawl', 'https://www.example.com/sitemap-stall.xml', '--timeout', '700', '--origin', context.origin.url, '--root', context.root, '--json']),
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000)),
+  ]);
+  assert.ok(stalled !== undefined, 'a stalled sitemap ends the crawl within 10 s, it does not hang it');
+  assert.is(stalled?.code, 1, stalled?.stderr);
+  assert.match(stalled?.stdout ?? '', 'source unreadable: no data for 700 ms');
   const local = path.join(context.dir, 'truncated.xml.gz');
   const whole = gzipSync(urlset(['/about', '/docs/']));
   await fs.writeFile(local, whole.subarray(0, whole.length - 12));
