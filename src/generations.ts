@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
-import { isAlive, makeDirectories } from './store.js';
+import { PROCESS_ID, makeDirectories, mayBeAlive } from './store.js';
 import { STATE_DIR } from './url-path.js';
 
 const GENERATIONS = 'generations';
@@ -26,7 +26,7 @@ export async function createGeneration(base: string): Promise<string> {
   const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   const dir = path.join(absoluteBase, GENERATIONS, id);
   await makeDirectories(path.join(dir, STATE_DIR), path.parse(absoluteBase).root);
-  await fs.writeFile(buildingMarker(dir), String(process.pid));
+  await fs.writeFile(buildingMarker(dir), PROCESS_ID);
   return dir;
 }
 
@@ -80,16 +80,16 @@ async function fsyncPath(file: string): Promise<void> {
 export async function publishGeneration(base: string, generation: string): Promise<Generations> {
   const absoluteBase = path.resolve(base);
   const marker = await fs.readFile(buildingMarker(generation), 'utf8').catch(() => '');
-  if (marker !== String(process.pid)) {
+  if (marker !== PROCESS_ID) {
     throw new PrerenderError('EROOT', `generation ${generation} was deleted while this crawl built it (by another crawl's cleanup?): not switching to a partial tree`, { input: generation });
   }
-  return withGenerationsLock(absoluteBase, async () => {
+  return withGenerationsLock(absoluteBase, async (discard) => {
     const before = await readGenerations(absoluteBase);
     const id = path.basename(generation);
     await fs.rm(buildingMarker(generation), { force: true });
     await switchLink(absoluteBase, 'current', id);
     if (before.current !== undefined && before.current !== id) await switchLink(absoluteBase, 'previous', before.current);
-    await deleteOthers(absoluteBase);
+    await deleteOthers(absoluteBase, discard);
     return readGenerations(absoluteBase);
   });
 }
@@ -117,26 +117,35 @@ const LOCK_STALE_MS = 5 * 60 * 1000;
  * One switch at a time per base: without it, a crawl deleting old generations after its switch could
  * delete the one another crawl had just made current (it read `current` before that switch).
  */
-async function withGenerationsLock<T>(base: string, work: () => Promise<T>): Promise<T> {
+async function withGenerationsLock<T>(base: string, work: (discard: (generation: string) => Promise<void>) => Promise<T>): Promise<T> {
   const lock = path.join(base, LOCK);
   for (let wait = 10; ; wait = Math.min(wait * 2, 500)) {
     try {
       await fs.mkdir(lock);
-      await fs.writeFile(path.join(lock, 'pid'), String(process.pid));
+      await fs.writeFile(path.join(lock, 'owner'), PROCESS_ID);
       break;
     } catch (error) {
       if (!isErrno(error, 'EEXIST')) throw error;
-      const owner = Number(await fs.readFile(path.join(lock, 'pid'), 'utf8').catch(() => ''));
+      const owner = await fs.readFile(path.join(lock, 'owner'), 'utf8').catch(() => '');
       const age = Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
-      // A lock with no pid yet is being taken right now: wait for it like any other.
-      if ((owner > 0 && !isAlive(owner)) || age > LOCK_STALE_MS) await fs.rm(lock, { recursive: true, force: true });
+      // A lock with no owner yet is being taken right now: wait for it like any other. Another host's
+      // owner cannot be asked whether it lives; only age frees its lock.
+      if ((owner !== '' && !mayBeAlive(owner)) || age > LOCK_STALE_MS) await fs.rm(lock, { recursive: true, force: true });
       else await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
+  // Generations to delete are only moved aside under the lock (one rename each), and deleted once it
+  // is released: a large tree takes long to delete, and the lock must not grow old meanwhile.
+  const trash: string[] = [];
   try {
-    return await work();
+    return await work(async (generation) => {
+      const aside = path.join(base, `.trash-${process.pid}-${trash.length}-${path.basename(generation)}`);
+      await fs.rename(generation, aside);
+      trash.push(aside);
+    });
   } finally {
     await fs.rm(lock, { recursive: true, force: true });
+    for (const aside of trash) await fs.rm(aside, { recursive: true, force: true });
   }
 }
 
@@ -191,12 +200,20 @@ async function switchLink(base: string, name: string, id: string): Promise<void>
   await fs.rename(temp, path.join(base, name));
 }
 
-async function deleteOthers(base: string): Promise<void> {
+/** A build whose crawl runs on another host is given up only past this age (its crawl died). */
+const FOREIGN_BUILD_MS = 24 * 60 * 60 * 1000;
+
+async function deleteOthers(base: string, discard: (generation: string) => Promise<void>): Promise<void> {
   const keep = new Set(Object.values(await readGenerations(base)));
   for (const id of await fs.readdir(path.join(base, GENERATIONS)).catch(() => [] as string[])) {
     if (keep.has(id)) continue;
-    const builder = Number(await fs.readFile(buildingMarker(path.join(base, GENERATIONS, id)), 'utf8').catch(() => ''));
-    if (isAlive(builder)) continue; // another crawl is still building it
-    await fs.rm(path.join(base, GENERATIONS, id), { recursive: true, force: true });
+    const marker = buildingMarker(path.join(base, GENERATIONS, id));
+    const builder = await fs.readFile(marker, 'utf8').catch(() => '');
+    const age = Date.now() - ((await fs.stat(marker).catch(() => undefined))?.mtimeMs ?? 0);
+    // Another crawl is still building it (on this host, or on another within a day).
+    if (builder !== '' && mayBeAlive(builder) && age < FOREIGN_BUILD_MS) continue;
+    await discard(path.join(base, GENERATIONS, id)).catch((error: unknown) => {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    });
   }
 }

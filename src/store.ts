@@ -66,7 +66,7 @@ let tempCounter = 0;
  * pids mean nothing here.
  */
 const PROCESS_TAG = randomBytes(4).toString('hex');
-const HOST_TAG = createHash('sha1').update(os.hostname()).digest('hex').slice(0, 8);
+export const HOST_TAG = createHash('sha1').update(os.hostname()).digest('hex').slice(0, 8);
 /**
  * Another host's temp files are removed only past this age: its processes cannot be asked whether
  * they are alive, and a write in flight is younger than maxRenderMs (10 minutes by default).
@@ -502,6 +502,19 @@ async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
     }
     current = path.dirname(current);
   }
+}
+
+/** `<pid>@<host tag>`: names a process in a way another host (container) can tell is not its own. */
+export const PROCESS_ID = `${process.pid}@${HOST_TAG}`;
+
+/**
+ * Whether the process a PROCESS_ID names may still be running: by its pid on this host; another
+ * host's cannot be asked, so it counts as alive (callers age such records out instead).
+ */
+export function mayBeAlive(processId: string): boolean {
+  const [pid, host] = processId.split('@');
+  if (host !== undefined && host !== HOST_TAG) return true;
+  return isAlive(Number(pid));
 }
 
 export function isAlive(pid: number): boolean {

@@ -13,6 +13,7 @@ import v8 from 'node:v8';
 import { gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { CacheRoot } from '../src/cache-root.js';
+import { HOST_TAG } from '../src/store.js';
 import { crawl } from '../src/index.js';
 import { holdYoungGeneration } from '../src/young-generation.js';
 import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
@@ -514,7 +515,7 @@ swap('one switch at a time per base: a crawl waits for the generations lock, and
   const owner = spawn('sleep', ['30']);
   const lock = path.join(context.base, '.generations.lock');
   await fs.mkdir(lock);
-  await fs.writeFile(path.join(lock, 'pid'), String(owner.pid));
+  await fs.writeFile(path.join(lock, 'owner'), `${owner.pid ?? 0}@${HOST_TAG}`);
   const crawling = runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
   await new Promise((resolve) => setTimeout(resolve, 1500));
   assert.is(await fs.readlink(path.join(context.base, 'current')), first, 'no switch while another holds the lock');
@@ -524,6 +525,17 @@ swap('one switch at a time per base: a crawl waits for the generations lock, and
   assert.is(result.code, 0, result.stderr);
   assert.is.not(await fs.readlink(path.join(context.base, 'current')), first, 'switched once the owner was gone');
   assert.not.ok(await fs.stat(lock).then(() => true, () => false), 'the lock is released');
+  // An owner on another host (a container sharing the volume) cannot be checked: its lock is waited
+  // for, not taken over, even though no process here has its pid.
+  const second = await fs.readlink(path.join(context.base, 'current'));
+  await fs.mkdir(lock);
+  await fs.writeFile(path.join(lock, 'owner'), `4194305@${HOST_TAG === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'}`);
+  const waiting = runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.is(await fs.readlink(path.join(context.base, 'current')), second, 'another host\'s lock is respected');
+  await fs.rm(lock, { recursive: true });
+  assert.is((await waiting).code, 0);
+  assert.is.not(await fs.readlink(path.join(context.base, 'current')), second);
 });
 
 swap('a generation deleted while it was built is not switched to', async (context) => {
