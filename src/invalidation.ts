@@ -42,6 +42,10 @@ export interface PurgedSince {
 /** The default maxRenderMs, so that roots written when the bucket followed it keep their journal names. */
 const BUCKET_MS = 600_000;
 const RETAIN_PREFIX = 'retain-';
+/** A `retain-<ms>` file not renewed for this long no longer keeps journals (see declareRetention). */
+const RETAIN_MAX_MS = 7 * 24 * 60 * 60 * 1000;
+/** How often a process renews its `retain-<ms>` file while it runs. */
+const RETAIN_RENEW_MS = 60 * 60 * 1000;
 /** `hold-<since>-<pid>-<n>`: journals from `since` on are kept while the file is there (see `hold`). */
 const HOLD_PREFIX = 'hold-';
 /** A hold older than this was left by a process that died: it no longer keeps anything. */
@@ -73,6 +77,7 @@ export class Invalidations {
   private readonly journals = new Map<number, Journal>();
   private readonly io: FileIo;
   private declared: Promise<void> | undefined;
+  private renewedAt = 0;
 
   constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo('threadPool')) {
     this.dir = path.join(stateDir, 'inval');
@@ -91,15 +96,28 @@ export class Invalidations {
     this.declared ??= (async () => {
       await makeDirectories(this.dir, this.root);
       try {
-        await fs.writeFile(path.join(this.dir, `${RETAIN_PREFIX}${this.maxRenderMs}`), '', { flag: 'wx', mode: 0o644 });
+        await fs.writeFile(this.retainFile, '', { flag: 'wx', mode: 0o644 });
       } catch (error) {
         if (!isErrno(error, 'EEXIST')) throw error;
+        await this.renewRetention(Date.now());
       }
+      this.renewedAt = Date.now();
     })().catch((error: unknown) => {
       this.declared = undefined;
       throw error;
     });
     return this.declared;
+  }
+
+  private get retainFile(): string {
+    return path.join(this.dir, `${RETAIN_PREFIX}${this.maxRenderMs}`);
+  }
+
+  /** A declaration is renewed while its process runs; one left unrenewed for a week expires (prune). */
+  private async renewRetention(now: number): Promise<void> {
+    this.renewedAt = now;
+    const when = new Date(now);
+    await fs.utimes(this.retainFile, when, when).catch(() => undefined);
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
@@ -125,6 +143,7 @@ export class Invalidations {
   async staleReason(renderedAt: number, target: InvalidationTarget, now = Date.now()): Promise<string | undefined> {
     if (now - renderedAt > this.maxRenderMs) return `the render took longer than maxRenderMs (${this.maxRenderMs} ms)`;
     this.forget(now);
+    if (this.declared !== undefined && now - this.renewedAt > RETAIN_RENEW_MS) void this.renewRetention(now);
     for (let bucket = this.bucketOf(renderedAt); bucket <= this.bucketOf(now); bucket++) {
       const journal = await this.read(bucket);
       if (journal.all >= renderedAt) return 'the whole cache was purged while it rendered';
@@ -182,7 +201,11 @@ export class Invalidations {
     let retainMs = this.maxRenderMs;
     for (const name of names) {
       const declared = name.startsWith(RETAIN_PREFIX) ? Number(name.slice(RETAIN_PREFIX.length)) : Number.NaN;
-      if (Number.isSafeInteger(declared)) retainMs = Math.max(retainMs, declared);
+      if (!Number.isSafeInteger(declared)) continue;
+      // A declaration no process has renewed for a week is of processes long gone (or reconfigured).
+      const renewed = (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
+      if (renewed !== undefined && now - renewed > RETAIN_MAX_MS) await fs.rm(path.join(this.dir, name), { force: true });
+      else retainMs = Math.max(retainMs, declared);
     }
     let oldest = this.bucketOf(now - retainMs) - 1;
     for (const name of names) {
@@ -196,7 +219,12 @@ export class Invalidations {
     for (const name of names) {
       if (!name.endsWith('.log')) continue;
       const bucket = Number(name.slice(0, -'.log'.length));
-      if (Number.isSafeInteger(bucket) && bucket < oldest) {
+      if (!Number.isSafeInteger(bucket)) continue;
+      // By name; and by age, for journals named when buckets followed each process's maxRenderMs
+      // (their numbers run ahead of today's): a file not written to since before the oldest bucket kept
+      // holds only records older than that.
+      const written = bucket < oldest ? 0 : (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
+      if (written !== undefined && written < oldest * BUCKET_MS) {
         await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
         this.journals.delete(bucket);
       }

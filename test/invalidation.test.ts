@@ -113,6 +113,32 @@ shared('a root reached through a symlink that switches trees (crawl --swap): the
   }
 });
 
+shared('a declaration nobody renewed for a week no longer keeps journals; journals of the old numbering go by age', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const state = path.join(root, '.prerender');
+    const now = Date.now();
+    const gone = new Invalidations(state, root, 3 * HOUR);
+    await gone.declareRetention();
+    const weekAgo = new Date(now - 8 * 24 * HOUR);
+    await fs.utimes(path.join(gone.dir, `retain-${3 * HOUR}`), weekAgo, weekAgo);
+    const pruner = new Invalidations(state, root, 50);
+    await pruner.recordTags(['old'], now - 2 * HOUR);
+    // Named when a bucket was one maxRenderMs (60 s) long: its number is far ahead of today's buckets.
+    const oldNumbering = path.join(pruner.dir, `${Math.floor((now - 2 * HOUR) / 60_000)}.log`);
+    await fs.writeFile(oldNumbering, `\n${now - 2 * HOUR} tag "x"\n`);
+    const twoHoursAgo = new Date(now - 2 * HOUR);
+    await fs.utimes(oldNumbering, twoHoursAgo, twoHoursAgo);
+    await pruner.recordTags(['recent'], now - 1000);
+    await pruner.prune(now);
+    assert.is(await journals(pruner), 1, 'only the recent journal is left');
+    assert.equal((await fs.readdir(pruner.dir)).filter((name) => name.startsWith('retain-')), [], 'the stale declaration is gone');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 shared('a hold keeps journals from its time on past any retention, until it is released', async () => {
   const dir = await tempDir();
   try {
