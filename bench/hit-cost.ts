@@ -11,9 +11,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
-import { freePort, removeDir, tempDir } from '../test/helpers.js';
+import { freePort, removeDir, tempDir, waitForPort } from '../test/helpers.js';
 
 export interface HitCost {
   /** User-space instructions per hit. */
@@ -129,23 +128,8 @@ function singleProcess(config: string, dir: string, port: number): string {
 }
 
 async function waitForListener(port: number, exited: Promise<void>): Promise<void> {
-  let gone = false;
-  void exited.then(() => {
-    gone = true;
-  });
-  const deadline = Date.now() + START_LIMIT_MS;
-  while (!gone && Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`hit cost: nginx did not listen on ${port} ${gone ? '(it exited)' : `within ${START_LIMIT_MS} ms`}`);
+  const up = await Promise.race([waitForPort(port, START_LIMIT_MS), exited.then(() => 'exited' as const)]);
+  if (up !== true) throw new Error(`hit cost: nginx did not listen on ${port} ${up === 'exited' ? '(it exited)' : `within ${START_LIMIT_MS} ms`}`);
 }
 
 /** One keep-alive connection, one hit after another, each checked. */

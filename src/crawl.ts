@@ -337,9 +337,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       // that landed in between. (Later ones land in the new tree itself.)
       const live = await currentGenerationDir(options.root);
       // Usually the tree current when the build began; another crawl may have switched since.
-      const sources = [...new Set([liveAtStart, live].filter((tree): tree is string => tree !== undefined))];
+      const sources = [...new Set([liveAtStart, live].filter((tree): tree is string => tree !== undefined))].map((tree) => new CacheRoot(tree));
       const carry = async (since: number): Promise<boolean> => {
-        for (const tree of sources) if (!(await carryPurges(new CacheRoot(tree), root, since))) return false;
+        for (const tree of sources) if (!(await carryPurges(tree, root, since))) return false;
         return true;
       };
       if (!(await carry(buildStarted))) {

@@ -198,23 +198,24 @@ export class Invalidations {
    */
   async prune(now = Date.now()): Promise<void> {
     const names = await fs.readdir(this.dir).catch(() => [] as string[]);
-    let retainMs = this.maxRenderMs;
-    for (const name of names) {
-      const declared = name.startsWith(RETAIN_PREFIX) ? Number(name.slice(RETAIN_PREFIX.length)) : Number.NaN;
-      if (!Number.isSafeInteger(declared)) continue;
-      // A declaration no process has renewed for a week is of processes long gone (or reconfigured).
+    /** A marker's value while it is in force; a marker left unrenewed past `maxAgeMs` is deleted. */
+    const inForce = async (name: string, prefix: string, maxAgeMs: number): Promise<number | undefined> => {
+      const value = name.startsWith(prefix) ? Number(name.slice(prefix.length).split('-')[0]) : Number.NaN;
+      if (!Number.isSafeInteger(value)) return undefined;
       const renewed = (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
-      if (renewed !== undefined && now - renewed > RETAIN_MAX_MS) await fs.rm(path.join(this.dir, name), { force: true });
-      else retainMs = Math.max(retainMs, declared);
-    }
+      if (renewed === undefined) return undefined;
+      if (now - renewed <= maxAgeMs) return value;
+      await fs.rm(path.join(this.dir, name), { force: true });
+      return undefined;
+    };
+    let retainMs = this.maxRenderMs;
+    // A declaration no process has renewed for a week is of processes long gone (or reconfigured); a
+    // day-old hold, of a crawl that died.
+    for (const name of names) retainMs = Math.max(retainMs, (await inForce(name, RETAIN_PREFIX, RETAIN_MAX_MS)) ?? -Infinity);
     let oldest = this.bucketOf(now - retainMs) - 1;
     for (const name of names) {
-      if (!name.startsWith(HOLD_PREFIX)) continue;
-      const since = Number(name.slice(HOLD_PREFIX.length).split('-')[0]);
-      const stats = await fs.stat(path.join(this.dir, name)).catch(() => undefined);
-      if (stats === undefined || !Number.isSafeInteger(since)) continue;
-      if (now - stats.mtimeMs > HOLD_MAX_MS) await fs.rm(path.join(this.dir, name), { force: true });
-      else oldest = Math.min(oldest, this.bucketOf(since));
+      const since = await inForce(name, HOLD_PREFIX, HOLD_MAX_MS);
+      if (since !== undefined) oldest = Math.min(oldest, this.bucketOf(since));
     }
     for (const name of names) {
       if (!name.endsWith('.log')) continue;

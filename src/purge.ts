@@ -219,9 +219,14 @@ export function parsePrefixArgument(prefix: string): PrefixArgument {
   if (!decoded.ok) {
     throw new PrerenderError('EPATH', `--prefix ${JSON.stringify(prefix)}: ${REFUSAL_MESSAGES[decoded.reason]}`, { input: prefix });
   }
-  const segments = [...decoded.segments];
-  const namePrefix = segments.pop() ?? '';
-  return { urlPath: decoded.path, dir: segments, namePrefix };
+  return { urlPath: decoded.path, ...prefixLocation(decoded.path) };
+}
+
+/** Where a decoded URL prefix's files are: the directory it names whole, and the start of a name in it. */
+function prefixLocation(urlPath: string): { dir: string[]; namePrefix: string } {
+  const dir = urlPath.slice(1).split('/');
+  const namePrefix = dir.pop() ?? '';
+  return { dir, namePrefix };
 }
 
 /**
@@ -240,9 +245,8 @@ export async function carryPurges(from: CacheRoot, to: CacheRoot, since: number)
   const selected = new Set(purged.files.keys());
   for (const tag of purged.tags.keys()) for (const file of await to.tags.files(tag)) selected.add(file);
   for (const prefix of purged.prefixes.keys()) {
-    const segments = prefix.split('/').slice(1);
-    const namePrefix = segments.pop() ?? '';
-    for (const file of await to.store.list(segments, namePrefix)) selected.add(file);
+    const { dir, namePrefix } = prefixLocation(prefix);
+    for (const file of await to.store.list(dir, namePrefix)) selected.add(file);
   }
   for (const file of selected) await to.store.remove(file);
   return true;

@@ -165,15 +165,14 @@ export class Store {
       if (name.startsWith(`${process.pid}-${PROCESS_TAG}-`)) continue;
       // The same pid with another tag is another process (another pid namespace, or this pid's earlier
       // life): like any live pid, its files are left alone until they are old.
-      const [pidPart, , hostPart] = name.split('-');
-      const pid = Number(pidPart);
+      const parts = name.split('-');
+      // Names of three parts (`<pid>-trash-<ms>`, older temp names) are this host's.
+      const owner = parts.length >= 4 ? `${parts[0]}@${parts[2]}` : String(parts[0]);
       const file = path.join(this.tempDir, name);
       const stats = await fs.stat(file).catch(() => undefined);
       if (stats === undefined) continue;
-      const age = Date.now() - stats.mtimeMs;
-      // Names of three parts (`<pid>-trash-<ms>`, older temp names) are this host's.
-      const foreign = name.split('-').length >= 4 && hostPart !== HOST_TAG;
-      if (foreign ? age < FOREIGN_TEMP_MS : isAlive(pid) && age < STALE_TEMP_MS) continue;
+      const foreign = parts.length >= 4 && parts[2] !== HOST_TAG;
+      if (mayBeAlive(owner) && Date.now() - stats.mtimeMs < (foreign ? FOREIGN_TEMP_MS : STALE_TEMP_MS)) continue;
       await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);
     }
     return removed;

@@ -246,7 +246,8 @@ async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise
   await Promise.race([exited, sleep(3000).then(() => child.kill('SIGKILL'))]);
 }
 
-async function waitForPort(port: number, timeoutMs: number): Promise<boolean> {
+/** Resolves true once something accepts connections on the loopback port, false after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((resolve) => {
