@@ -14,6 +14,7 @@ import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpH
 import https, { type Agent as HttpsAgent } from 'node:https';
 import { BodySink } from './body.js';
 import { entryFor, type CacheRoot } from './cache-root.js';
+import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from './crawl-mark.js';
 import { isErrno } from './errors.js';
 import { checkResponse } from './policy.js';
 import { encodePath, type CachePath } from './url-path.js';
@@ -55,7 +56,7 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
     try {
       exchange.response = await new Promise<IncomingMessage>((resolve, reject) => {
         const request = client.get(url, {
-          headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender' },
+          headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender', [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
           ...(options.agent === undefined ? {} : { agent: options.agent }),
         }, resolve);
         exchange.request = request;

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { BodySink } from './body.js';
+import { hasCrawlMark } from './crawl-mark.js';
 import { checkRequest, checkResponse, type RequestRules, type StorableResponse } from './policy.js';
 import { httpDate, mtimeSeconds, nginxEtag, notModified } from './validators.js';
 import type { TempFile } from './store.js';
@@ -43,6 +44,8 @@ type WriteArgs = [chunk?: unknown, encoding?: unknown, callback?: unknown];
 export function attach(req: IncomingMessage, res: Response, context: CaptureContext): void {
   if (res[attached]) return;
   res[attached] = true;
+  // prerender's own fetch: it stores the page itself and needs the tag headers (crawl-mark.ts).
+  if (hasCrawlMark(req.headers)) return;
 
   const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url;
   const saturated = context.saturated();

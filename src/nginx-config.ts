@@ -11,6 +11,7 @@ import { UTF8_TYPES } from './mime.js';
 import { parseOrigin } from './origin.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { STATE_DIR } from './url-path.js';
+import { CRAWL_MARK_HEADER } from './crawl-mark.js';
 
 export interface NginxConfigOptions {
   /** Absolute path of the cache root (the `root` nginx serves). */
@@ -44,6 +45,9 @@ export const BROTLI_MODULE = '/usr/lib/nginx/modules/ngx_http_brotli_static_modu
 export function brotliModuleInstalled(): boolean {
   return existsSync(BROTLI_MODULE);
 }
+
+/** charset_types always includes text/html: listing it again makes `nginx -t` warn of a duplicate. */
+const CHARSET_TYPES = UTF8_TYPES.filter((type) => type !== 'text/html');
 
 const cookieName = /^[A-Za-z0-9._-]+$/;
 const listenValue = /^(\[[0-9A-Fa-f:.]+\]:|[A-Za-z0-9.-]+:)?[0-9]{1,5}$/;
@@ -104,9 +108,10 @@ server {
     server_name ${serverName};
     root ${rootLine};
 
-    # Stored text was checked to be UTF-8, so nginx may declare it; binary types get no charset.
+    # Stored text was checked to be UTF-8, so nginx may declare it (charset_types always includes
+    # text/html); binary types get no charset.
     charset utf-8;
-    charset_types ${UTF8_TYPES.join(' ')};
+    charset_types ${CHARSET_TYPES.join(' ')};
     # A cached descriptor would keep serving a purged file for up to open_file_cache_valid.
     open_file_cache off;
     # Precompressed siblings (precompress / crawl --precompress): <file>.gz${brotliNote}.
@@ -166,6 +171,8 @@ ${cookieTest}${hostTest}
         proxy_set_header X-HTTP-Method-Override "";
         proxy_set_header X-HTTP-Method "";
         proxy_set_header X-Method-Override "";
+        # prerender's crawl mark: sent by a client, it would show the tag headers and leave the page unstored.
+        proxy_set_header ${CRAWL_MARK_HEADER} "";
         add_header X-Cache MISS always;
     }
 }

@@ -5,6 +5,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,7 +13,8 @@ import path from 'node:path';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { postPath, renderPost } from '../fixtures/site/posts.js';
 import { parseContentType } from '../src/mime.js';
-import { listFiles, nginxAvailable, rawRequest, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
+import { nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
+import { listFiles, NGINX_BIN, nginxAvailable, rawRequest, removeDir, request, setUpSuite, startCachedSite, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
 
 type Context = CachedSite;
 
@@ -292,3 +294,31 @@ for (const rule of rules) {
 });
 
 policy.run();
+
+// ---
+
+const syntax = suite('nginx -t accepts the generated config without a warning');
+
+(hasNginx ? syntax : syntax.skip)('every variant of the generated config passes nginx -t with nothing on stderr but its two ok lines', async () => {
+  const dir = await tempDir('prerender-nginx-t-');
+  try {
+    const variants: Array<Omit<NginxConfigOptions, 'listen'>> = [
+      { root: path.join(dir, 'cache'), upstream: 'http://127.0.0.1:3000' },
+      { root: path.join(dir, 'cache'), upstream: 'http://127.0.0.1:3000', hosts: ['a.example', 'b.example'], multiSite: true, bypassCookies: ['my_session'] },
+      { root: path.join(dir, 'cache'), upstream: 'https://127.0.0.1:3443', brotli: false },
+    ];
+    for (const options of variants) {
+      const file = path.join(dir, 'nginx.conf');
+      const server = nginxConfig({ ...options, listen: '127.0.0.1:1' });
+      await fs.writeFile(file, `pid ${dir}/nginx.pid;\nerror_log stderr warn;\nevents { }\nhttp {\n    include /etc/nginx/mime.types;\n${server}\n}\n`);
+      const result = spawnSync(NGINX_BIN ?? 'nginx', ['-t', '-e', 'stderr', '-p', dir, '-c', file], { encoding: 'utf8' });
+      assert.is(result.status, 0, result.stderr);
+      const other = result.stderr.split('\n').filter((line) => line !== '' && !/^nginx: (the )?configuration file .* (syntax is ok|test is successful)$/.test(line));
+      assert.equal(other, [], `nginx -t said more for ${JSON.stringify(options)}`);
+    }
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+syntax.run();
