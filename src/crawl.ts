@@ -180,13 +180,16 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
     skipped: [],
   };
   const seen = new SeenSet();
+  // Source lines and links refused before they became a task: counted as done (failed or skipped), so
+  // they count as known too, or progress would read 6/5.
+  let refused = 0;
   const followQueue: Task[] = [];
   let inFlight = 0;
   // Workers with nothing to do wait here until a running task finishes (and may have queued links).
   let waiters: Array<() => void> = [];
   const progress = (): void => options.onProgress?.({
     done: report.counts.stored + report.counts.skipped + report.counts.failed,
-    seen: seen.size,
+    seen: seen.size + refused,
     stored: report.counts.stored,
     skipped: report.counts.skipped,
     failed: report.counts.failed,
@@ -200,11 +203,13 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   /** Turns a source line (or a followed link) into a task, or records why it cannot be one. */
   const admit = (item: SourceItem, depth: number): Task | undefined => {
     if (item.kind === 'error') {
+      refused++;
       fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: item.reason, attempts: 0 });
       return undefined;
     }
     const entry = parseEntry(item.text, origin);
     if (!entry.ok) {
+      refused++;
       if (depth > 0) {
         // A link the site's own markup holds (`/a//b`, `/x%zz`) is not a failure of the crawl, and must
         // not block a --swap: it is skipped, with the page it was found on.

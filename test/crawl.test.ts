@@ -366,6 +366,32 @@ crawlSuite('progress: a line every few seconds when stderr is not a TTY', async 
   assert.match(result.stderr, /^crawl: 2\/2 .*stored 2 skipped 0 failed 0\n$/);
 });
 
+crawlSuite('progress never counts past the total: refused lines, duplicates, redirects, sitemap errors and skipped links are known as they are done', async (context) => {
+  const list = await writeList(context, [
+    '/', '/about', '/about', '/bad//x', 'ftp://nope/', '/x%zz', '/moved', '/section', '/always-500', '/bad-links',
+  ]);
+  const updates: Array<{ done: number; seen: number }> = [];
+  const report = await crawl({
+    source: list, origin: context.origin.url, root: context.root, retries: 0, follow: true,
+    onProgress: (progress) => updates.push({ done: progress.done, seen: progress.seen }),
+  });
+  assert.ok(report.counts.failed >= 4 && report.counts.skipped >= 3, JSON.stringify(report.counts));
+  for (const update of updates) assert.ok(update.done <= update.seen, `progress read ${update.done}/${update.seen}`);
+  assert.equal(updates.at(-1), { done: report.counts.total, seen: report.counts.total });
+
+  const cut = await crawl({
+    source: `${context.origin.url}/sitemap-cut.xml.gz`, origin: context.origin.url, root: context.root,
+    onProgress: (progress) => updates.push({ done: progress.done, seen: progress.seen }),
+  });
+  assert.ok(cut.counts.failed >= 1);
+  for (const update of updates) assert.ok(update.done <= update.seen, `progress read ${update.done}/${update.seen}`);
+
+  const cli = await runCli(['crawl', list, '--origin', context.origin.url, '--root', context.root, '--retries', '0', '--follow']);
+  const last = /crawl: (\d+)\/(\d+) [^\n]*\n$/.exec(cli.stderr);
+  assert.ok(last !== null, cli.stderr);
+  assert.is(last?.[1], last?.[2], cli.stderr);
+});
+
 crawlSuite.run();
 
 // ---
