@@ -2,6 +2,7 @@
  * The `prerender` command line: declares commands and calls library functions, so everything here can
  * be done from code too. Exit codes: 0 done, 1 some item failed, 2 bad usage or input.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { PrerenderError } from './errors.js';
 import { listEntries } from './list.js';
@@ -42,6 +43,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
 
   const program = new Command('prerender')
     .description('Pre-render and cache Node responses as static files that nginx serves from disk')
+    .version(packageVersion(), '-V, --version', 'print the version (of the nginx-prerender package)')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError('(run with --help for usage)')
@@ -168,9 +170,12 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         io.stdout(`${JSON.stringify(listing)}\n`);
         return;
       }
-      const date = (at: number | null) => (at === null ? '-' : new Date(at).toISOString().replace(/\.\d+Z$/, 'Z'));
+      const date = (at: number | null) => (at === null ? '-' : new Date(at).toISOString().replace(/\.\d+Z$/, 'Z')).padEnd(20);
+      if (listing.entries.length > 0) io.stdout(`${'bytes'.padStart(9)}  ${'stored'.padEnd(20)}  ${'expires'.padEnd(20)}  url path  -> file  +precompressed  [tags]\n`);
       for (const entry of listing.entries) {
-        io.stdout(`${String(entry.size).padStart(9)}  ${date(entry.storedAt)}  ${date(entry.expiresAt).padEnd(20)}  ${entry.urlPath}  -> ${entry.file}${entry.siblings.join('')}${entry.tags.length > 0 ? `  [${entry.tags.join(', ')}]` : ''}\n`);
+        // Siblings apart from the name: `index.html.gz.br` would read as one file.
+        const siblings = entry.siblings.map((suffix) => ` +${suffix.slice(1)}`).join('');
+        io.stdout(`${String(entry.size).padStart(9)}  ${date(entry.storedAt)}  ${date(entry.expiresAt)}  ${entry.urlPath}  -> ${entry.file}${siblings === '' ? '' : ` ${siblings}`}${entry.tags.length > 0 ? `  [${entry.tags.join(', ')}]` : ''}\n`);
       }
       const { summary } = listing;
       io.stdout(`${summary.files} file${summary.files === 1 ? '' : 's'}, ${summary.bytes} bytes, ${summary.tags} tag${summary.tags === 1 ? '' : 's'}\n`);
@@ -179,10 +184,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
   program.command('doctor')
     .description('check that nginx really serves the cache at a public URL, and say what to fix')
     .requiredOption('--url <url>', 'the site as clients reach it, e.g. https://www.example.com')
+    .option('--host <name>', 'send this Host header (a name on the config\'s --host allowlist) while connecting to --url')
     .option('--json', 'print the checks as JSON on stdout')
     .addOption(rootOption())
-    .action(async (options: { url: string; root: string; json?: boolean }) => {
-      const checks = await doctor({ url: options.url, root: options.root });
+    .action(async (options: { url: string; root: string; host?: string; json?: boolean }) => {
+      const checks = await doctor({ url: options.url, root: options.root, ...(options.host === undefined ? {} : { host: options.host }) });
       if (options.json === true) io.stdout(`${JSON.stringify({ ok: checks.every((c) => c.ok), checks })}\n`);
       else {
         for (const check of checks) {
@@ -293,6 +299,12 @@ function report(io: CliIO, result: PurgeResult, json: boolean, dryRun: boolean):
   for (const failure of result.failed) lines.push(`refresh failed, deleted instead: ${failure.urlPath} (${failure.reason})`);
   if (dryRun) lines.push(...result.removed.map((file) => `  ${file}`));
   io.stdout(`${lines.join('\n')}\n`);
+}
+
+/** From the package.json next to dist/ (or src/ under tsx): the version npm installed. */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {

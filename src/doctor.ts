@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import https from 'node:https';
 import path from 'node:path';
 import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
@@ -25,7 +26,23 @@ interface Reply {
   body: string;
 }
 
-export async function doctor(options: { url: string; root: string; timeoutMs?: number }): Promise<DoctorCheck[]> {
+export interface DoctorOptions {
+  /** The site as clients reach it, e.g. `https://www.example.com`: where the probes connect. */
+  url: string;
+  root: string;
+  /**
+   * The Host header to send instead of the URL's, to test a config with a host allowlist from the
+   * machine itself: `{ url: 'http://127.0.0.1', host: 'www.example.com' }`. Over https it is also
+   * the name sent for SNI and checked against the certificate.
+   */
+  host?: string;
+  /** @default 10_000 */
+  timeoutMs?: number;
+}
+
+const hostHeader = /^([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/i;
+
+export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
   let base: URL;
   try {
     base = new URL(options.url);
@@ -33,6 +50,11 @@ export async function doctor(options: { url: string; root: string; timeoutMs?: n
   } catch {
     throw new PrerenderError('EUSAGE', `--url ${JSON.stringify(options.url)} is not an http(s) URL (e.g. https://www.example.com)`, { input: options.url });
   }
+  if (options.host !== undefined && !hostHeader.test(options.host)) {
+    throw new PrerenderError('EUSAGE', `--host ${JSON.stringify(options.host)} is not a host name (e.g. www.example.com, or www.example.com:8080)`, { input: options.host });
+  }
+  const host = options.host ?? base.host;
+  const agent = options.host !== undefined && base.protocol === 'https:' ? new https.Agent({ servername: options.host.replace(/:\d+$/, '') }) : undefined;
   const root = new CacheRoot(options.root, { durable: false });
   await root.store.checkRoot();
   const checks: DoctorCheck[] = [];
@@ -43,7 +65,13 @@ export async function doctor(options: { url: string; root: string; timeoutMs?: n
   const timeoutMs = options.timeoutMs ?? 10_000;
   const get = async (pathname: string, method = 'GET'): Promise<Reply | string> => {
     try {
-      const response = await fetch(new URL(pathname, base), { method, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs), headers: { 'accept-encoding': 'identity' } });
+      const response = await fetch(new URL(pathname, base), {
+        method,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+        headers: { 'accept-encoding': 'identity', ...(options.host === undefined ? {} : { host: options.host }) },
+        ...(agent === undefined ? {} : { agent }),
+      });
       return { status: response.status, xCache: response.headers.get('x-cache'), body: await response.text() };
     } catch (error) {
       return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
@@ -69,7 +97,12 @@ export async function doctor(options: { url: string; root: string; timeoutMs?: n
   try {
     await write('prerender doctor probe v1');
     const first = await get(`/${name}`);
-    const served = add(servedCheck(first, root.root));
+    // The generated config sends a request to the app before any location when it fails a server-wide
+    // rule; the state directory's location would answer 404 itself. Doctor sends no cookie, credential
+    // or query, so what is left of those rules is the host allowlist.
+    const early = typeof first !== 'string' && first.xCache === 'MISS' ? await get(`/${STATE_DIR}/${name}`) : undefined;
+    const allowlisted = early === undefined || typeof early === 'string' || early.xCache !== 'MISS';
+    const served = add(allowlisted ? servedCheck(first, root.root) : hostRefused(first, host));
     if (served.ok) {
       const second = await get(`/${name}`);
       const repeated = isHit(second, 'v1');
@@ -150,6 +183,16 @@ function servedCheck(reply: Reply | string, root: string): DoctorCheck {
     ok: false,
     detail: describe(reply),
     fix: `nginx is not serving ${root}: its \`root\` must be that directory and \`try_files $uri/index.html $uri @app\` must come before the app (run \`prerender nginx\`)`,
+  };
+}
+
+function hostRefused(reply: Reply | string, host: string): DoctorCheck {
+  const name = host.replace(/:\d+$/, '').toLowerCase();
+  return {
+    check: 'nginx serves files stored in the root',
+    ok: false,
+    detail: `${describe(reply)}: nginx sends requests for host ${JSON.stringify(name)} to the app before it looks at the disk`,
+    fix: `the config's host allowlist (\`prerender nginx --host\`) does not list ${JSON.stringify(name)}: run doctor with --host <a listed name> (it still connects to --url), or give the public --url`,
   };
 }
 

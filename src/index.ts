@@ -3,7 +3,7 @@ export * from './errors.js';
 export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl.js';
 export { rollback, type Generations } from './generations.js';
 export * from './nginx-config.js';
-export { doctor, type DoctorCheck } from './doctor.js';
+export { doctor, type DoctorCheck, type DoctorOptions } from './doctor.js';
 export { listEntries, type ListedEntry, type ListSummary } from './list.js';
 export type { Encoding } from './precompress.js';
 export type { IoMode } from './file-io.js';

@@ -111,6 +111,12 @@ export class Store {
     if ((await this.rootStats()) === undefined) {
       throw new PrerenderError('EROOT', `cache root ${this.root} does not exist: check --root or $PRERENDER_ROOT`, { input: this.root });
     }
+    // The base of crawl --swap generations (crawl.ts) holds whole trees, each with its own state: its
+    // `current` is the tree nginx serves. (A page directory is never a symlink, so this is no site.)
+    const current = path.join(this.root, 'current');
+    if ((await fs.lstat(current).catch(() => undefined))?.isSymbolicLink() === true && (await fs.stat(path.join(this.root, 'generations')).catch(() => undefined))?.isDirectory() === true) {
+      throw new PrerenderError('EROOT', `${this.root} is the base of crawl --swap generations: give the live tree, --root ${current}`, { input: this.root });
+    }
     if ((await fs.stat(this.stateDir).catch(() => undefined)) !== undefined) return;
     const hosts: string[] = [];
     for (const entry of await fs.readdir(this.root, { withFileTypes: true })) {

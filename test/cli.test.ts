@@ -249,3 +249,25 @@ everyCommand('rollback refuses to replace a real directory named current', async
 });
 
 everyCommand.run();
+
+// ---
+
+const version = suite('prerender --version');
+
+version('prints the version in package.json, exit 0, from any directory', async () => {
+  const manifest = JSON.parse(await fs.readFile(path.join(repoRoot, 'package.json'), 'utf8')) as { name: string; version: string };
+  assert.is(manifest.name, 'nginx-prerender');
+  const dir = await tempDir();
+  try {
+    for (const flag of ['--version', '-V']) {
+      const result = await runCli([flag], { cwd: dir });
+      assert.is(result.code, 0, result.stderr);
+      assert.is(result.stdout, `${manifest.version}\n`);
+    }
+    assert.match((await runCli(['--help'])).stdout, '--version');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+version.run();

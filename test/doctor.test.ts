@@ -34,8 +34,8 @@ doctor.after.each(async (context) => {
 });
 const it = hasNginx ? doctor : doctor.skip;
 
-async function run(context: Context, url: string): Promise<{ code: number | null; report: Report }> {
-  const result = await runCli(['doctor', '--url', url, '--root', context.root, '--json']);
+async function run(context: Context, url: string, extra: string[] = []): Promise<{ code: number | null; report: Report }> {
+  const result = await runCli(['doctor', '--url', url, '--root', context.root, '--json', ...extra]);
   return { code: result.code, report: JSON.parse(result.stdout || '{}') as Report };
 }
 
@@ -145,6 +145,31 @@ it('a parent directory nginx cannot traverse', async (context) => {
   }
 });
 
+it('a host allowlist: blamed (not the root) without --host; every check passes with --host', async (context) => {
+  const nginx = await startNginx({ root: context.root, upstream: context.app.url, hosts: ['www.example.com'] });
+  try {
+    const refused = await run(context, nginx.url);
+    assert.is(refused.code, 1);
+    assert.equal(failed(refused.report), ['nginx serves files stored in the root']);
+    const check = refused.report.checks.find((c) => !c.ok);
+    assert.match(check?.detail ?? '', 'host "127.0.0.1"');
+    assert.match(check?.fix ?? '', 'allowlist');
+    assert.match(check?.fix ?? '', '--host');
+    assert.not.match(check?.fix ?? '', 'root');
+
+    const allowed = await run(context, nginx.url, ['--host', 'www.example.com']);
+    assert.equal(failed(allowed.report), []);
+    assert.is(allowed.code, 0);
+    assert.ok(allowed.report.checks.length >= 7);
+    // Another name still fails, and says which one.
+    const other = await run(context, nginx.url, ['--host', 'example.com']);
+    assert.match(other.report.checks.find((c) => !c.ok)?.detail ?? '', 'host "example.com"');
+    assert.equal(await listFiles(context.root), []);
+  } finally {
+    await nginx.stop();
+  }
+});
+
 doctor('nothing listening at --url', async (context) => {
   const { code, report } = await run(context, 'http://127.0.0.1:1');
   assert.is(code, 1);
@@ -154,6 +179,9 @@ doctor('nothing listening at --url', async (context) => {
 doctor('bad arguments exit 2', async (context) => {
   assert.is((await runCli(['doctor', '--url', 'ftp://x', '--root', context.root])).code, 2);
   assert.is((await runCli(['doctor', '--root', context.root])).code, 2);
+  const badHost = await runCli(['doctor', '--url', 'http://127.0.0.1:1', '--host', 'a b\r\nX: y', '--root', context.root]);
+  assert.is(badHost.code, 2);
+  assert.match(badHost.stderr, '--host');
   assert.is((await runCli(['doctor', '--url', 'http://127.0.0.1:1', '--root', path.join(context.dir, 'missing')])).code, 2);
 });
 

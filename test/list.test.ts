@@ -3,9 +3,10 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { siteHandler } from '../fixtures/site/app.js';
-import { createCache } from '../src/index.js';
+import { crawl, createCache } from '../src/index.js';
 import { removeDir, request, runCli, startServer, tempDir } from './helpers.js';
 
 interface Listing {
@@ -40,10 +41,42 @@ ls('lists files with their index records; filters by tag and prefix; --json and 
     assert.equal(prefixed.entries.map((e) => e.urlPath), ['/about']);
 
     const text = await runCli(['ls', '--root', root]);
+    assert.match(text.stdout, /^ {4}bytes {2}stored {16}expires {15}url path {2}-> file {2}\+precompressed {2}\[tags\]\n/);
     assert.match(text.stdout, /\/about  -> about\/index.html  \[nav\]\n/);
+    // Siblings apart from the name: `index.html.gz` would read as one file.
+    assert.match(text.stdout, /\/big  -> big\/index.html  \+gz\n/);
+    assert.not.match(text.stdout, /index\.html\.gz/);
+    const rows = text.stdout.trimEnd().split('\n');
+    assert.is(rows.length, 1 + 5 + 1, 'a header, a line a file, the summary');
+    for (const row of rows.slice(1, 6)) assert.is(row.indexOf('  /'), rows[0]?.indexOf('  url path'), `columns line up: ${row}`);
     assert.match(text.stdout, /\n5 files, \d+ bytes, 3 tags\n$/);
     assert.is((await runCli(['ls', '--prefix', '../x', '--root', root])).code, 2);
     assert.is((await runCli(['ls', '--root', path.join(dir, 'none')])).code, 2);
+  } finally {
+    await app.close();
+    await removeDir(dir);
+  }
+});
+
+ls('the base of crawl --swap generations: ls, purge and sweep refuse it (exit 2), name current, and write nothing there', async () => {
+  const dir = await tempDir();
+  const base = path.join(dir, 'site');
+  const app = await startServer(siteHandler);
+  try {
+    const list = path.join(dir, 'urls.txt');
+    await fs.writeFile(list, '/\n/about\n');
+    for (let run = 0; run < 2; run++) assert.ok((await crawl({ source: list, origin: app.url, root: base, swap: true })).swapped);
+    const before = await fs.readdir(base);
+    for (const args of [['ls'], ['ls', '--json'], ['purge', '--tag', 'nav'], ['purge', '--all'], ['sweep']]) {
+      const result = await runCli([...args, '--root', base]);
+      assert.is(result.code, 2, `${args.join(' ')}: ${result.stdout}`);
+      assert.is(result.stdout, '');
+      assert.match(result.stderr, `--root ${path.join(base, 'current')}`);
+    }
+    assert.equal(await fs.readdir(base), before, 'nothing created in the base (no state directory)');
+    const current = await runCli(['ls', '--root', path.join(base, 'current')]);
+    assert.is(current.code, 0, current.stderr);
+    assert.match(current.stdout, /\n2 files, /);
   } finally {
     await app.close();
     await removeDir(dir);
