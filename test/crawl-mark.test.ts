@@ -9,18 +9,14 @@ import * as assert from 'uvu/assert';
 import express from 'express';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createCache, crawl, type Cache, type CacheEvent } from '../src/index.js';
-import { nginxAvailable, removeDir, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { createCache, crawl, type CacheEvent } from '../src/index.js';
+import { nginxAvailable, request, runCli, setUpSuite, sleep, startNginx, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
-interface Site {
-  dir: string;
+interface Site extends CachedSite {
   /** Where the cache, nginx and the CLI point: a plain root, or `<base>/current` for the swap suite. */
   root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
   events: CacheEvent[];
   version: number;
 }
@@ -52,13 +48,6 @@ async function startSite(site: Site, root: string): Promise<void> {
   site.cache = createCache({ root, log: () => undefined, onEvent: (event) => site.events.push(event) });
   site.app = await startServer(readmeApp(site));
   site.nginx = await startNginx({ root, upstream: site.app.url });
-}
-
-async function stopSite(site: Partial<Site>): Promise<void> {
-  await site.nginx?.stop();
-  await site.app?.close();
-  await site.cache?.idle();
-  if (site.dir !== undefined) await removeDir(site.dir);
 }
 
 /** Through nginx, as a client: the X-Cache it answered with and how often the app saw the target. */
@@ -99,7 +88,7 @@ const live = suite<Site>('crawl mark: crawl and refresh through an app running t
 setUpSuite(live, async (site) => {
   site.dir = await tempDir();
   await startSite(site, path.join(site.dir, 'cache'));
-}, stopSite);
+}, stopCachedSite);
 const it = hasNginx ? live : live.skip;
 
 it('crawl: stored by the crawl with its tags, not by the middleware; purge --tag removes it', async (site) => {
@@ -181,7 +170,7 @@ setUpSuite(swapped, async (site) => {
     await bootstrap.close();
   }
   await startSite(site, path.join(base, 'current'));
-}, stopSite);
+}, stopCachedSite);
 const swapIt = hasNginx ? swapped : swapped.skip;
 
 swapIt('crawl --swap: the new generation holds the tags; purge --tag on current removes the page', async (site) => {

@@ -14,16 +14,12 @@ import { Hono } from 'hono';
 import Koa from 'koa';
 import { createCache, type Cache } from '../src/index.js';
 import { parseContentType } from '../src/mime.js';
-import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, request, runCli, setUpSuite, startNginx, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
-interface Site {
-  dir: string;
-  root: string;
-  cache: Cache;
-  app: Server;
-  nginx: Nginx;
+interface Site extends CachedSite {
+  /** The framework's own shutdown, if it has one. */
   close?: () => Promise<void>;
 }
 
@@ -39,11 +35,8 @@ async function startSite(site: Site, listener: (cache: Cache) => Listener | Prom
 }
 
 async function stopSite(site: Partial<Site>): Promise<void> {
-  await site.nginx?.stop();
-  await site.app?.close();
   await site.close?.();
-  await site.cache?.idle();
-  if (site.dir !== undefined) await removeDir(site.dir);
+  await stopCachedSite(site);
 }
 
 /**

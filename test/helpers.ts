@@ -283,8 +283,13 @@ export interface CliResult {
 
 /** Runs a Node script in a child process and collects its output. */
 export function runNode(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
+  return runCommand(process.execPath, args, options);
+}
+
+/** Runs a program (npm, tsc, nginx -t) in a child process and collects its output. */
+export function runCommand(command: string, args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(command, args, {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -6,10 +6,9 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeDir, repoRoot, runNode, setUpSuite, tempDir } from './helpers.js';
+import { removeDir, repoRoot, runCommand, runNode, setUpSuite, tempDir, type CliResult } from './helpers.js';
 
 interface Manifest {
   name: string;
@@ -35,21 +34,9 @@ interface Context {
   manifest: Manifest;
 }
 
-/** Runs a command to its end: exit code and output. */
-function run(command: string, args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, npm_config_update_notifier: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** npm without its update check (which would try the registry). */
+function run(command: string, args: string[], cwd: string): Promise<CliResult> {
+  return runCommand(command, args, { cwd, env: { npm_config_update_notifier: 'false' } });
 }
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
