@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
+import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from './crawl-mark.js';
 import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
 import type { IoMode } from './file-io.js';
@@ -16,6 +17,7 @@ import { createGeneration, currentGenerationDir, discardGeneration, flushGenerat
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
 import { SeenSet } from './seen-set.js';
+import { refuseSwapBase } from './store.js';
 import type { Encoding } from './precompress.js';
 import { carryPurges, purge } from './purge.js';
 import { openSource, type SourceItem } from './sources.js';
@@ -66,7 +68,7 @@ export interface CrawlOptions {
 
 export interface CrawlProgress {
   done: number;
-  /** URLs known so far (the source is streamed, so this grows). */
+  /** Entries known so far: URLs to fetch and source lines or links refused (the source is streamed, so this grows). */
   seen: number;
   stored: number;
   skipped: number;
@@ -123,6 +125,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const timeoutMs = wholeNumber(options.timeoutMs ?? 30_000, 'timeout', 1);
   const maxDepth = wholeNumber(options.maxDepth ?? 3, 'max-depth', 0);
   const maxBodyBytes = wholeNumber(options.maxBodyBytes ?? 10 * 1024 * 1024, 'maxBodyBytes', 1);
+  if (options.swap !== true) await refuseSwapBase(path.resolve(options.root));
   const agentOptions = { keepAlive: true, maxSockets: concurrency };
   const agent = origin.startsWith('https:') ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
 
@@ -139,7 +142,9 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
       const timer = setTimeout(() => controller.abort(), timeoutMs);
       let response;
       try {
-        response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), { agent: sitemapAgent, signal: controller.signal });
+        response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), {
+          agent: sitemapAgent, signal: controller.signal, headers: { [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
+        });
       } finally {
         clearTimeout(timer);
       }

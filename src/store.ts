@@ -111,12 +111,7 @@ export class Store {
     if ((await this.rootStats()) === undefined) {
       throw new PrerenderError('EROOT', `cache root ${this.root} does not exist: check --root or $PRERENDER_ROOT`, { input: this.root });
     }
-    // The base of crawl --swap generations (crawl.ts) holds whole trees, each with its own state: its
-    // `current` is the tree nginx serves. (A page directory is never a symlink, so this is no site.)
-    const current = path.join(this.root, 'current');
-    if ((await fs.lstat(current).catch(() => undefined))?.isSymbolicLink() === true && (await fs.stat(path.join(this.root, 'generations')).catch(() => undefined))?.isDirectory() === true) {
-      throw new PrerenderError('EROOT', `${this.root} is the base of crawl --swap generations: give the live tree, --root ${current}`, { input: this.root });
-    }
+    await refuseSwapBase(this.root);
     if ((await fs.stat(this.stateDir).catch(() => undefined)) !== undefined) return;
     const hosts: string[] = [];
     for (const entry of await fs.readdir(this.root, { withFileTypes: true })) {
@@ -538,4 +533,16 @@ function rootError(root: string, cause: unknown): PrerenderError {
     cause,
     input: root,
   });
+}
+
+/**
+ * The base of crawl --swap generations holds whole trees, each with its own state, and `current` is
+ * the one nginx serves: pages read, purged or written in the base itself would never be served. (A
+ * page directory is never a symlink, so a `current` symlink beside `generations/` is no site.)
+ */
+export async function refuseSwapBase(root: string): Promise<void> {
+  const current = path.join(root, 'current');
+  if ((await fs.lstat(current).catch(() => undefined))?.isSymbolicLink() !== true) return;
+  if ((await fs.stat(path.join(root, 'generations')).catch(() => undefined))?.isDirectory() !== true) return;
+  throw new PrerenderError('EROOT', `${root} is the base of crawl --swap generations: give the live tree, --root ${current} (or crawl with --swap)`, { input: root });
 }

@@ -35,6 +35,10 @@ function readmeApp(site: Site): express.Express {
       .set('Cache-Control', 'public, s-maxage=1')
       .send(`<h1>expiring ${req.params.id} v${site.version}</h1>`);
   });
+  app.get('/sitemap.xml', (req, res) => {
+    res.set('Cache-Tag', 'sitemap').type('application/xml')
+      .send(`<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>https://www.example.com/posts/9</loc></url></urlset>`);
+  });
   app.get('/mark', (req, res) => {
     res.set('Cache-Tag', 'mark').send(`<p>mark: ${String(req.headers['x-prerender-crawl'] ?? 'none')}</p>`);
   });
@@ -101,6 +105,14 @@ it('crawl: stored by the crawl with its tags, not by the middleware; purge --tag
   assert.equal(await taggedFiles(site.root, 'feed'), ['posts/1/index.html', 'posts/2/index.html']);
   await purgeTagRemoves(site, 'post:1', '/posts/1');
   assert.is((await viaNginx(site, '/posts/2')).xCache, 'HIT');
+});
+
+it('crawl of a sitemap the app serves: the sitemap request is marked too, and is not stored by the middleware', async (site) => {
+  assert.match(await cli(['crawl', `${site.app.url}/sitemap.xml`, '--origin', site.app.url, '--root', site.root]), /1 stored/);
+  await site.cache.idle();
+  assert.is(site.app.hits.get('/sitemap.xml'), 1);
+  assert.equal(site.events.filter((event) => event.urlPath === '/sitemap.xml' || event.urlPath === '/posts/9'), [], 'the middleware saw no unmarked request');
+  assert.equal(await taggedFiles(site.root, 'post:9'), ['posts/9/index.html']);
 });
 
 it('purge --refresh: the refreshed page keeps its tags; a later purge --tag removes it', async (site) => {

@@ -58,7 +58,7 @@ ls('lists files with their index records; filters by tag and prefix; --json and 
   }
 });
 
-ls('the base of crawl --swap generations: ls, purge and sweep refuse it (exit 2), name current, and write nothing there', async () => {
+ls('the base of crawl --swap generations: ls, purge, sweep and crawl without --swap refuse it (exit 2), name current, and write nothing there', async () => {
   const dir = await tempDir();
   const base = path.join(dir, 'site');
   const app = await startServer(siteHandler);
@@ -67,7 +67,7 @@ ls('the base of crawl --swap generations: ls, purge and sweep refuse it (exit 2)
     await fs.writeFile(list, '/\n/about\n');
     for (let run = 0; run < 2; run++) assert.ok((await crawl({ source: list, origin: app.url, root: base, swap: true })).swapped);
     const before = await fs.readdir(base);
-    for (const args of [['ls'], ['ls', '--json'], ['purge', '--tag', 'nav'], ['purge', '--all'], ['sweep']]) {
+    for (const args of [['ls'], ['ls', '--json'], ['purge', '--tag', 'nav'], ['purge', '--all'], ['sweep'], ['crawl', list, '--origin', app.url]]) {
       const result = await runCli([...args, '--root', base]);
       assert.is(result.code, 2, `${args.join(' ')}: ${result.stdout}`);
       assert.is(result.stdout, '');
