@@ -16,6 +16,12 @@ export interface SoakOptions {
   /** Hard cap on client requests, whatever the duration. */
   maxRequests: number;
   concurrency: number;
+  /**
+   * The soak goes on past its duration (up to three times it) until this many purges and crawls ran
+   * under traffic: on a slow machine a fixed duration would otherwise end before the mix it tests.
+   */
+  minPurges?: number;
+  minCrawls?: number;
   log?: (line: string) => void;
 }
 
@@ -57,7 +63,14 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   };
   const started = Date.now();
   const deadline = started + options.durationMs;
-  const running = (): boolean => Date.now() < deadline && report.requests < options.maxRequests;
+  const hardDeadline = started + options.durationMs * 3;
+  const mixDone = (): boolean => report.purges >= (options.minPurges ?? 0) && report.crawls >= (options.minCrawls ?? 0);
+  const running = (): boolean => {
+    const now = Date.now();
+    if (now >= hardDeadline) return false;
+    if (!mixDone()) return true;
+    return now < deadline && report.requests < options.maxRequests;
+  };
   const samples: Array<{ at: number; stats: Stats }> = [];
   let fresh = 0;
 
