@@ -18,6 +18,8 @@ import { progressReporter } from './progress.js';
 import { parseOrigin } from './origin.js';
 import { purge, type PurgeResult, type RefreshOptions } from './purge.js';
 import { sweep } from './sweep.js';
+import type { CommandContext } from './cli/context.js';
+import { registerExport } from './cli/export.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -212,6 +214,9 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       report(io, result, options.json === true, false);
       if (result.failed.length > 0) exitCode = 1;
     });
+
+  const context: CommandContext = { io, rootOption, setExitCode: (code) => { exitCode = code; } };
+  registerExport(program, context);
 
   try {
     await program.parseAsync(argv);

@@ -12,3 +12,4 @@ export type { SweepOptions, SweepResult } from './sweep.js';
 export { DEFAULT_BYPASS_COOKIES } from './policy.js';
 export { STATE_DIR, toCachePath, type CachePath, type CachePathResult, type PathRefusal } from './url-path.js';
 export type { Logger } from './log.js';
+export { exportSite, type ExportOptions, type ExportReport } from './export.js';

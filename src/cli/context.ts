@@ -1,0 +1,14 @@
+/**
+ * What a command module gets from the CLI (cli.ts): where output goes, the shared `--root` option, and
+ * a way to set the exit code without throwing. Commands live one a file under src/cli/.
+ */
+import type { Option } from 'commander';
+import type { CliIO } from '../cli.js';
+
+export interface CommandContext {
+  io: CliIO;
+  /** A fresh `--root <dir>` option with the CLI's default ($PRERENDER_ROOT, else ./cache). */
+  rootOption(): Option;
+  /** Sets the process exit code (1: some item failed); usage errors throw PrerenderError instead. */
+  setExitCode(code: number): void;
+}
