@@ -281,6 +281,6 @@ function scopeToHost(selector: PurgeSelector, host: string | undefined): PurgeSe
     return url === undefined || normalizeHost(url.authority) === host;
   });
   const scoped = { ...selector, paths };
-  const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true;
+  const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.glob === undefined && selector.all !== true;
   return empty ? undefined : scoped;
 }

@@ -79,6 +79,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .argument('[paths...]', 'URL paths (/blog/post) or absolute URLs')
     .option('--tag <tag>', 'every file stored with this tag (repeatable)', collect, undefined)
     .option('--prefix <prefix>', 'every file whose URL path starts with this (/blog/)')
+    .option('--glob <pattern>', 'every file whose URL path matches (/blog/**, /*.css; repeatable)', collect, undefined)
     .option('--all', 'everything under the root')
     .option('--dry-run', 'list what would be removed; remove nothing')
     .option('--refresh', 'fetch each page again from --origin and replace it in place; delete it if that fails')
@@ -92,10 +93,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         paths,
         ...(options.tag === undefined ? {} : { tags: options.tag }),
         ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+        ...(options.glob === undefined ? {} : { glob: options.glob }),
         ...(options.all === true ? { all: true } : {}),
       };
-      if (paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true) {
-        throw new PrerenderError('EUSAGE', 'purge needs something to select: paths, --tag, --prefix or --all');
+      if (paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.glob === undefined && selector.all !== true) {
+        throw new PrerenderError('EUSAGE', 'purge needs something to select: paths, --tag, --prefix, --glob or --all');
       }
       const result = await purge(new CacheRoot(options.root), selector, {
         dryRun: options.dryRun === true,
@@ -161,12 +163,14 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .description('list cached files: path, file, size, tags, stored at, expires')
     .option('--tag <tag>', 'only files stored with this tag')
     .option('--prefix <prefix>', 'only files whose URL path starts with this')
+    .option('--glob <pattern>', 'only files whose URL path matches (/blog/**; repeatable)', collect, undefined)
     .option('--json', 'print a machine-readable listing on stdout')
     .addOption(rootOption())
-    .action(async (options: { root: string; tag?: string; prefix?: string; json?: boolean }) => {
+    .action(async (options: { root: string; tag?: string; prefix?: string; glob?: string[]; json?: boolean }) => {
       const listing = await listEntries(new CacheRoot(options.root), {
         ...(options.tag === undefined ? {} : { tag: options.tag }),
         ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+        ...(options.glob === undefined ? {} : { glob: options.glob }),
       });
       if (options.json === true) {
         io.stdout(`${JSON.stringify(listing)}\n`);
@@ -267,6 +271,7 @@ interface PurgeCliOptions extends RefreshCliOptions {
   root: string;
   tag?: string[];
   prefix?: string;
+  glob?: string[];
   all?: boolean;
   dryRun?: boolean;
   json?: boolean;

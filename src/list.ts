@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs/promises';
 import type { CacheRoot } from './cache-root.js';
-import { parsePrefixArgument, parseTagArgument } from './purge.js';
+import { globFiles } from './glob.js';
+import { parseGlobs, parsePrefixArgument, parseTagArgument } from './purge.js';
 
 export interface ListedEntry {
   /** URL path it was stored for (from the index; derived from the file name if the record is missing). */
@@ -25,14 +26,19 @@ export interface ListSummary {
   tags: number;
 }
 
-export async function listEntries(root: CacheRoot, filter: { tag?: string; prefix?: string } = {}): Promise<{ entries: ListedEntry[]; summary: ListSummary }> {
+export async function listEntries(root: CacheRoot, filter: { tag?: string; prefix?: string; glob?: string | readonly string[] } = {}): Promise<{ entries: ListedEntry[]; summary: ListSummary }> {
   const tag = filter.tag === undefined ? undefined : parseTagArgument(filter.tag);
   const prefix = filter.prefix === undefined ? undefined : parsePrefixArgument(filter.prefix);
+  const globs = parseGlobs(filter.glob);
   await root.store.checkRoot();
 
   let files: string[];
   if (tag !== undefined) files = (await root.tags.files(tag)).sort();
   else files = (await root.store.list(prefix?.dir ?? [], prefix?.namePrefix ?? '')).sort();
+  if (globs.length > 0) {
+    const matched = new Set(await globFiles(root.root, globs));
+    files = files.filter((file) => matched.has(file));
+  }
 
   const entries: ListedEntry[] = [];
   const tags = new Set<string>();

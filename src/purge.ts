@@ -10,6 +10,7 @@ import pLimit from 'p-limit';
 import type { CacheRoot } from './cache-root.js';
 import { PrerenderError, isErrno } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { globFiles, parseGlobArgument, type GlobArgument } from './glob.js';
 import { parseOrigin } from './origin.js';
 import { normalizeTag } from './policy.js';
 import { REFUSAL_MESSAGES, decodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
@@ -24,6 +25,12 @@ export interface PurgeSelector {
   tags?: readonly string[];
   /** Every file whose URL path starts with this string: `/blog/` (the section) or `/blog` (also `/blogroll`). */
   prefix?: string;
+  /**
+   * Every file whose URL path matches one of these globs (picomatch syntax over URL paths, e.g.
+   * `/blog/**`, `/*.css`, `/{en,de}/news/*`); `d/index.html` answers `/d/` and `/d`. See glob.ts for
+   * what is refused.
+   */
+  glob?: string | readonly string[];
   /** Everything under the root. */
   all?: boolean;
 }
@@ -62,9 +69,10 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
   const paths = (selector.paths ?? []).map(parsePathArgument);
   const tags = (selector.tags ?? []).map(parseTagArgument);
   const prefix = selector.prefix === undefined ? undefined : parsePrefixArgument(selector.prefix);
+  const globs = parseGlobs(selector.glob);
   const refresh = options.refresh === undefined ? undefined : { ...options.refresh, origin: parseOrigin(options.refresh.origin) };
-  if (paths.length === 0 && tags.length === 0 && prefix === undefined && selector.all !== true) {
-    throw new PrerenderError('EUSAGE', 'nothing to purge: give paths, tags, a prefix, or all');
+  if (paths.length === 0 && tags.length === 0 && prefix === undefined && globs.length === 0 && selector.all !== true) {
+    throw new PrerenderError('EUSAGE', 'nothing to purge: give paths, tags, a prefix, a glob, or all');
   }
   await root.store.checkRoot();
 
@@ -74,6 +82,9 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
     await root.invalidations.recordFiles(paths.map((target) => target.file), at);
     await root.invalidations.recordTags(tags, at);
     if (prefix !== undefined) await root.invalidations.recordPrefix(prefix.urlPath, at);
+    // A render in flight may be for a page the glob matches but that is not stored yet: its literal
+    // prefix covers every such page (and some more, which only costs those renders their store).
+    for (const glob of globs) await root.invalidations.recordPrefix(glob.literalPrefix, at);
     if (selector.all === true) await root.invalidations.recordAll(at);
   }
 
@@ -96,6 +107,7 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
   }
   if (prefix !== undefined) for (const file of await root.store.list(prefix.dir, prefix.namePrefix)) selected.add(file);
   if (selector.all === true) for (const file of await root.store.list()) selected.add(file);
+  if (globs.length > 0) for (const file of await globFiles(root.root, globs)) selected.add(file);
 
   const result: PurgeResult = { removed: [], refreshed: [], failed: [] };
   if (dryRun) {
@@ -199,6 +211,11 @@ export function parsePathArgument(argument: string): CachePath {
     });
   }
   return mapped.value;
+}
+
+export function parseGlobs(glob: string | readonly string[] | undefined): GlobArgument[] {
+  if (glob === undefined) return [];
+  return (typeof glob === 'string' ? [glob] : glob).map(parseGlobArgument);
 }
 
 export function parseTagArgument(tag: string): string {
