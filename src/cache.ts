@@ -8,6 +8,7 @@ import pLimit from 'p-limit';
 import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
+import { createCoalescer } from './coalesce.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
@@ -74,6 +75,17 @@ export interface CacheOptions {
   maxPendingStores?: number;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
+  /**
+   * Miss coalescing: concurrent requests for one uncached page that could share a stored page (same
+   * URL path, GET, no Authorization or bypass cookie, same Host in multi-site mode) wait for the
+   * first one's response and get its status, headers and bytes, so a stampede costs one render. When
+   * that response turns out not storable, each waiter goes to the app itself. The first response's
+   * body is held in memory while it is written (at most 8 MiB or `maxBodyBytes`, 64 MiB across all;
+   * a larger one is not shared) and kept for 1 s for requests that arrive just after it finished,
+   * unless a purge or its expiry came since it rendered.
+   * @default true
+   */
+  coalesce?: boolean;
   /** Told about every store and skip; for metrics and debugging. */
   onEvent?: (event: CacheEvent) => void;
 }
@@ -156,6 +168,7 @@ export function createCache(options: CacheOptions): Cache {
   const pending = new Set<Promise<void>>();
   const commits = pLimit(STORE_CONCURRENCY);
   let reserved = 0;
+  const emit = (event: CacheEvent): void => options.onEvent?.(event);
   // Start-up work (state directory, stale temp files) happens now, off any response.
   for (const root of roots.values()) {
     root.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
@@ -178,7 +191,7 @@ export function createCache(options: CacheOptions): Cache {
       if (reason === BUSY) {
         warn('busy', `storing falls behind the traffic: ${maxPendingStores} stores pending; responses pass through unstored until it catches up`);
       } else if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
-      options.onEvent?.({ type: 'skipped', urlPath, reason });
+      emit({ type: 'skipped', urlPath, reason });
     },
     store(temp, target, response, renderedAt, host) {
       const root = rootFor(host);
@@ -186,12 +199,12 @@ export function createCache(options: CacheOptions): Cache {
       // A few commits at a time: each is a dozen file operations and an fsync on libuv's small thread
       // pool, which the app shares; the rest wait their turn (bounded by maxPendingStores).
       const task = commits(() => root.commit(temp, entryFor(target, response, renderedAt, bytes))).then((result) => {
-        if (result.stored) options.onEvent?.({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
-        else options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
+        if (result.stored) emit({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
+        else emit({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
       }, (error: unknown) => {
         const code = isErrno(error) ? error.code : 'error';
         warn(`store:${code}`, `could not store ${target.urlPath} under ${root.root} (${code}); responses are unaffected`, error);
-        options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
+        emit({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
       }).finally(() => {
         reserved--;
         pending.delete(task);
@@ -228,16 +241,23 @@ export function createCache(options: CacheOptions): Cache {
     while (pending.size > 0) await Promise.allSettled([...pending]);
   };
 
+  const coalescer = options.coalesce === false ? undefined : createCoalescer({
+    rules: context.rules,
+    multiSite,
+    maxBodyBytes,
+    stale: async (host, target, tags, renderedAt) => (await rootFor(host).invalidations.staleReason(renderedAt, { file: target.file, urlPath: target.urlPath, tags })) !== undefined,
+  });
+  const run = (req: IncomingMessage, res: ServerResponse, app: () => void): void => {
+    if (coalescer === undefined) {
+      attach(req, res, context);
+      app();
+    } else coalescer.handle(req, res, () => attach(req, res, context), app);
+  };
+
   return {
     root: base.root,
-    middleware: () => (req, res, next) => {
-      attach(req, res, context);
-      next?.();
-    },
-    wrap: (handler) => (req, res) => {
-      attach(req, res, context);
-      handler(req, res);
-    },
+    middleware: () => (req, res, next) => run(req, res, () => next?.()),
+    wrap: (handler) => (req, res) => run(req, res, () => handler(req, res)),
     purge: (selector, purgeOptions) => eachRoot(async (root, host) => {
       const scoped = scopeToHost(selector, host);
       return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
