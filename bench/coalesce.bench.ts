@@ -73,7 +73,7 @@ async function stampede(render: Render, coalesce: boolean, round: number): Promi
     send();
   }));
   server.maxConnections = CLIENTS * 2;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', CLIENTS, resolve));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', 2048, resolve));
   const { port } = server.address() as AddressInfo;
   const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   try {

@@ -9,6 +9,7 @@ import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { createCoalescer } from './coalesce.js';
+import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from './stats.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
@@ -110,6 +111,18 @@ export interface Cache {
   purge(selector: PurgeSelector, options?: PurgeOptions): Promise<PurgeResult>;
   /** Removes (or refreshes) expired files and compacts the index. */
   sweep(options?: SweepOptions): Promise<SweepResult>;
+  /**
+   * What this cache did since it was created (in this process): stored, skipped by reason, dropped,
+   * bytes, purges, refreshes, coalesced requests, and the stores pending now.
+   */
+  stats(): CacheStats;
+  /** The same as Prometheus text exposition format 0.0.4. */
+  metrics(): string;
+  /**
+   * A handler answering `text/plain; version=0.0.4` with `metrics()`, for a scrape route:
+   * `app.get('/metrics', cache.metricsHandler())`. Keep that route away from the public.
+   */
+  metricsHandler(): Handler;
   /** Resolves once every response captured so far has been stored or skipped. */
   idle(): Promise<void>;
   /** Stops the sweep timer and waits for pending stores. */
@@ -168,7 +181,12 @@ export function createCache(options: CacheOptions): Cache {
   const pending = new Set<Promise<void>>();
   const commits = pLimit(STORE_CONCURRENCY);
   let reserved = 0;
-  const emit = (event: CacheEvent): void => options.onEvent?.(event);
+  const stats = new StatsRecorder(() => reserved);
+  const emit = (event: CacheEvent): void => {
+    if (event.type === 'stored') stats.stored(event.bytes);
+    else stats.skipped(event.reason);
+    options.onEvent?.(event);
+  };
   // Start-up work (state directory, stale temp files) happens now, off any response.
   for (const root of roots.values()) {
     root.init().catch((error: unknown) => warn('init', `cache root ${root.root} is not usable yet`, error));
@@ -229,7 +247,7 @@ export function createCache(options: CacheOptions): Cache {
 
   let sweeping: Promise<unknown> | undefined;
   const timer = sweepIntervalMs === 0 ? undefined : setInterval(() => {
-    sweeping ??= eachRoot((root) => sweep(root))
+    sweeping ??= eachRoot((root) => sweep(root)).then((result) => stats.purged(result, false))
       .catch((error: unknown) => warn('sweep', `sweep of ${base.root} failed`, error))
       .finally(() => {
         sweeping = undefined;
@@ -245,6 +263,7 @@ export function createCache(options: CacheOptions): Cache {
     rules: context.rules,
     multiSite,
     maxBodyBytes,
+    onCoalesced: (shared) => stats.coalesce(shared),
     stale: async (host, target, tags, renderedAt) => (await rootFor(host).invalidations.staleReason(renderedAt, { file: target.file, urlPath: target.urlPath, tags })) !== undefined,
   });
   const run = (req: IncomingMessage, res: ServerResponse, app: () => void): void => {
@@ -258,10 +277,14 @@ export function createCache(options: CacheOptions): Cache {
     root: base.root,
     middleware: () => (req, res, next) => run(req, res, () => next?.()),
     wrap: (handler) => (req, res) => run(req, res, () => handler(req, res)),
-    purge: (selector, purgeOptions) => eachRoot(async (root, host) => {
-      const scoped = scopeToHost(selector, host);
-      return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
-    }),
+    purge: async (selector, purgeOptions) => {
+      const result = await eachRoot(async (root, host) => {
+        const scoped = scopeToHost(selector, host);
+        return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
+      });
+      if (purgeOptions?.dryRun !== true) stats.purged(result, true);
+      return result;
+    },
     sweep: async (sweepOptions) => {
       let orphans = 0;
       const merged = await eachRoot(async (root) => {
@@ -269,8 +292,12 @@ export function createCache(options: CacheOptions): Cache {
         orphans += result.orphans;
         return result;
       });
+      stats.purged(merged, false);
       return { ...merged, orphans };
     },
+    stats: () => stats.snapshot(),
+    metrics: () => prometheusText(stats.snapshot()),
+    metricsHandler: () => metricsHandler(() => stats.snapshot()),
     idle,
     async close() {
       clearInterval(timer);

@@ -20,6 +20,7 @@ import { purge, type PurgeResult, type RefreshOptions } from './purge.js';
 import { sweep } from './sweep.js';
 import type { CommandContext } from './cli/context.js';
 import { registerExport } from './cli/export.js';
+import { registerStats } from './cli/stats.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -60,9 +61,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--bypass-cookie <name>', 'send requests with this cookie to the app (repeatable; default: the middleware defaults)', collect, undefined)
     .option('--host <name>', 'serve from disk only for this host (repeatable; the middleware\'s hosts)', collect, undefined)
     .option('--multi-site', 'serve <root>/$host/ (the middleware\'s multiSite); needs --host')
+    .option('--access-log <file>', 'log requests with their X-Cache (HIT/MISS) here, for prerender stats')
     .addOption(new Option('--brotli <when>', 'serve .br siblings with brotli_static (auto: if the Debian module is installed)').choices(['auto', 'on', 'off']).default('auto'))
-    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[]; brotli: 'auto' | 'on' | 'off'; host?: string[]; multiSite?: boolean }) => {
+    .action((options: { root: string; upstream: string; listen: string; serverName: string; bypassCookie?: string[]; brotli: 'auto' | 'on' | 'off'; host?: string[]; multiSite?: boolean; accessLog?: string }) => {
       io.stdout(nginxConfig({
+        ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
         ...(options.host === undefined ? {} : { hosts: options.host }),
         multiSite: options.multiSite === true,
         brotli: options.brotli === 'auto' ? brotliModuleInstalled() : options.brotli === 'on',
@@ -221,6 +224,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
 
   const context: CommandContext = { io, rootOption, setExitCode: (code) => { exitCode = code; } };
   registerExport(program, context);
+  registerStats(program, context);
 
   try {
     await program.parseAsync(argv);

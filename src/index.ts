@@ -13,3 +13,5 @@ export { DEFAULT_BYPASS_COOKIES } from './policy.js';
 export { STATE_DIR, toCachePath, type CachePath, type CachePathResult, type PathRefusal } from './url-path.js';
 export type { Logger } from './log.js';
 export { exportSite, type ExportOptions, type ExportReport } from './export.js';
+export { METRICS_CONTENT_TYPE, prometheusText, type CacheStats } from './stats.js';
+export { readAccessLog, type AccessLogOptions, type AccessLogStats, type MissStats, type PrefixStats } from './access-log.js';
