@@ -5,10 +5,14 @@
  *
  * Two renders: `cpu` spends its 50 ms on the event loop (template rendering: with coalescing off, 200
  * renders queue behind each other), `wait` spends them waiting (a database call: they overlap). The
- * app runs in this process behind `cache.wrap` on loopback, each client on its own connection; every
- * round uses a fresh cold path and a fresh root, and modes take turns so drift hits both alike.
+ * app runs in this process behind `cache.wrap` on loopback; the clients run in a child process (a
+ * render that holds this event loop must not hold theirs), each on its own connection, all started
+ * at once, and report their latencies from start to the last byte. Every round uses a fresh cold path
+ * and a fresh root, and modes take turns so drift hits both alike.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
+import { promisify } from 'node:util';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -16,6 +20,7 @@ import path from 'node:path';
 import { createCache } from '../src/cache.js';
 import type { BenchRow } from './report.js';
 
+const execFileAsync = promisify(execFile);
 const BENCH = 'coalesce';
 const CLIENTS = 200;
 const RENDER_MS = 50;
@@ -75,14 +80,11 @@ async function stampede(render: Render, coalesce: boolean, round: number): Promi
   server.maxConnections = CLIENTS * 2;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', 2048, resolve));
   const { port } = server.address() as AddressInfo;
-  const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
   try {
-    const target = `/cold-${render}-${round}`;
-    const latencies = await Promise.all(Array.from({ length: CLIENTS }, () => timedGet(port, target, agent)));
+    const latencies = await clients(port, `/cold-${render}-${round}`);
     await cache.idle();
     return { renders, latencies };
   } finally {
-    agent.destroy();
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await cache.close();
@@ -90,18 +92,22 @@ async function stampede(render: Render, coalesce: boolean, round: number): Promi
   }
 }
 
-function timedGet(port: number, target: string, agent: http.Agent): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: target, agent }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode ?? 0} for ${target}`));
-        else resolve(performance.now() - started);
-      });
+/** CLIENTS requests at once from a child process; their latencies in ms (each request must answer 200). */
+async function clients(port: number, target: string): Promise<number[]> {
+  const script = `
+    const http = require('node:http');
+    const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+    const one = () => new Promise((resolve, reject) => {
+      const started = performance.now();
+      http.get({ host: '127.0.0.1', port: ${port}, path: ${JSON.stringify(target)}, agent }, (res) => {
+        res.resume();
+        res.on('end', () => res.statusCode === 200 ? resolve(performance.now() - started) : reject(new Error('status ' + res.statusCode)));
+      }).on('error', reject);
     });
-    req.on('error', reject);
-  });
+    Promise.all(Array.from({ length: ${CLIENTS} }, one)).then((ms) => process.stdout.write(JSON.stringify(ms)), (error) => { console.error(error); process.exit(1); });
+  `;
+  const { stdout } = await execFileAsync(process.execPath, ['-e', script], { maxBuffer: 16 * 1024 * 1024 });
+  return JSON.parse(stdout) as number[];
 }
 
 function percentile(values: readonly number[], p: number): number {
