@@ -76,15 +76,12 @@ export interface Coalescer {
    * that cannot share; a later request of the same key waits for the first one's response instead.
    */
   handle(req: IncomingMessage, res: ServerResponse, capture: () => void, app: () => void): void;
-  /** Requests waiting on another's response right now. */
-  waiting(): number;
 }
 
 export function createCoalescer(options: CoalesceOptions): Coalescer {
   const maxShared = Math.min(options.maxBodyBytes, MAX_SHARED_BODY_BYTES);
   const flights = new Map<string, Flight>();
   let held = 0;
-  let waiting = 0;
 
   const release = (flight: Flight): void => {
     held -= flight.bytes;
@@ -96,7 +93,6 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
   const dispatch = (flight: Flight): void => {
     const waiters = flight.waiters;
     flight.waiters = [];
-    waiting -= waiters.length;
     for (const waiter of waiters) {
       if (waiter.res.destroyed) continue;
       options.onCoalesced?.(false);
@@ -123,7 +119,6 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
   const serve = async (flight: Flight, waiters: Waiter[]): Promise<void> => {
     const done = flight.done;
     if (done === undefined) return;
-    waiting -= waiters.length;
     const expired = done.expiresAt !== null && done.expiresAt <= Date.now();
     const stale = expired || await options.stale(flight.host, flight.target, done.tags, flight.renderedAt).catch(() => true);
     if (stale && flights.get(flight.key) === flight) {
@@ -139,10 +134,15 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
         waiter.proceed();
         continue;
       }
-      const headers = flight.sentHeaders ?? {};
-      if (flight.reason === undefined) waiter.res.writeHead(flight.status ?? 200, headers);
-      else waiter.res.writeHead(flight.status ?? 200, flight.reason, headers);
-      waiter.res.end(done.body);
+      try {
+        const headers = flight.sentHeaders ?? {};
+        if (flight.reason === undefined) waiter.res.writeHead(flight.status ?? 200, headers);
+        else waiter.res.writeHead(flight.status ?? 200, flight.reason, headers);
+        waiter.res.end(done.body);
+      } catch (error) {
+        // Nothing may escape into the app's process from here (this runs off any handler).
+        waiter.res.destroy(error instanceof Error ? error : undefined);
+      }
     }
   };
 
@@ -212,7 +212,6 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
       if (key === undefined) return proceed();
       const flight = flights.get(key.key);
       if (flight !== undefined) {
-        waiting++;
         if (flight.done === undefined) flight.waiters.push({ res, proceed });
         else void serve(flight, [{ res, proceed }]);
         return;
@@ -224,7 +223,6 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
       record(started, res);
       app();
     },
-    waiting: () => waiting,
   };
 }
 
