@@ -46,6 +46,7 @@ export function entryFor(target: CachePath, response: StorableResponse, rendered
     renderedAt,
     storedAt: Date.now(),
     expiresAt: response.expiresAt,
+    ...(response.staleWhileRevalidateMs > 0 ? { staleWhileRevalidateMs: response.staleWhileRevalidateMs } : {}),
     mediaType: target.mediaType,
     size,
     mtime: mtimeSeconds(response.lastModified, renderedAt),

@@ -99,7 +99,7 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     if (values === undefined) continue;
     headers[name] = name === 'set-cookie' ? values : values.join(', ');
   }
-  const verdict = checkResponse(status, headers, target, Date.now());
+  const verdict = checkResponse(status, headers, target, Date.now(), renderedAt);
   if (!verdict.store) return { outcome: 'skipped', status, reason: verdict.reason };
 
   const sink = new BodySink(root.store.openTemp(), verdict, options.maxBodyBytes);

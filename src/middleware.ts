@@ -77,7 +77,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
 
   interceptHead(res, (head, statusCode, headers) => {
     if (target !== undefined) {
-      const verdict = checkResponse(statusCode, headers, target, Date.now());
+      const verdict = checkResponse(statusCode, headers, target, Date.now(), renderedAt);
       const temp = verdict.store ? context.openTemp(host) : undefined;
       if (!verdict.store) {
         abandon(verdict.reason, verdict.tagError);

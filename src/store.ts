@@ -47,6 +47,8 @@ export interface EntryMeta {
   renderedAt: number;
   storedAt: number;
   expiresAt: number | null;
+  /** `stale-while-revalidate` in ms: past expiresAt, the page is refreshed in place for this long. */
+  staleWhileRevalidateMs?: number;
   mediaType: string;
   size: number;
   /** The file's mtime in whole seconds, which nginx turns into Last-Modified and the ETag (validators.ts). */
