@@ -10,6 +10,7 @@ import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
+import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
@@ -48,6 +49,14 @@ export interface CacheOptions {
    * @default 0
    */
   sweepIntervalMs?: number;
+  /**
+   * How often this process acts on the expiry index: every page stored with an expiry (by this
+   * process, another one, a crawl or a refresh) is removed within this long after it goes stale (plus
+   * the time the removal takes), at a cost that grows with the pages expiring, not the cache. 0 turns
+   * it off; then only `sweep()` (`prerender sweep`, from cron) removes expired pages.
+   * @default 250
+   */
+  expiryCheckMs?: number;
   /**
    * Also write `<file>.gz` and/or `<file>.br` for nginx's gzip_static / brotli_static, after the
    * response has finished; only for compressible types over 1 KiB, and only where it saves a tenth.
@@ -100,7 +109,7 @@ export interface Cache {
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /** Resolves once every response captured so far has been stored or skipped. */
   idle(): Promise<void>;
-  /** Stops the sweep timer and waits for pending stores. */
+  /** Stops the sweep and expiry timers and waits for pending stores. */
   close(): Promise<void>;
 }
 
@@ -124,6 +133,10 @@ export function createCache(options: CacheOptions): Cache {
   const sweepIntervalMs = options.sweepIntervalMs ?? 0;
   if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
     throw new TypeError('Expected `sweepIntervalMs` to be a whole number of milliseconds, 0 to disable');
+  }
+  const expiryCheckMs = options.expiryCheckMs ?? 250;
+  if (!Number.isSafeInteger(expiryCheckMs) || expiryCheckMs < 0) {
+    throw new TypeError('Expected `expiryCheckMs` to be a whole number of milliseconds, 0 to disable');
   }
   const maxRenderMs = options.maxRenderMs ?? 600_000;
   if (!Number.isSafeInteger(maxRenderMs) || maxRenderMs < 1) {
@@ -223,6 +236,7 @@ export function createCache(options: CacheOptions): Cache {
       });
   }, sweepIntervalMs);
   timer?.unref();
+  const expiry = expiryCheckMs === 0 ? undefined : expiryTimer([...roots.values()], expiryCheckMs, (error) => warn('expiry', `acting on expiry under ${base.root} failed`, error));
 
   const idle = async (): Promise<void> => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
@@ -254,6 +268,7 @@ export function createCache(options: CacheOptions): Cache {
     idle,
     async close() {
       clearInterval(timer);
+      await expiry?.stop();
       await sweeping;
       await idle();
     },

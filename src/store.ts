@@ -246,11 +246,16 @@ export class Store {
   }
 
   /** Removes a placed file again, only if it is still the inode `place` put there. */
-  async unplace(file: string, inode: number): Promise<void> {
+  async unplace(file: string, inode: number): Promise<boolean> {
+    return (await this.inodeOf(file)) === inode && this.remove(file);
+  }
+
+  /** The inode of the regular file stored at `file`, or undefined when there is none. */
+  async inodeOf(file: string): Promise<number | undefined> {
     const absolute = this.resolve(file);
-    if (absolute === undefined) return;
+    if (absolute === undefined) return undefined;
     const stats = await this.io.lstat(absolute).catch(() => undefined);
-    if (stats?.ino === inode) await this.remove(file);
+    return stats?.isFile() === true ? stats.ino : undefined;
   }
 
   /**

@@ -35,7 +35,7 @@ async function setUp(context: Context, options: { sweepIntervalMs?: number; maxR
   context.root = path.join(context.dir, 'cache');
   context.version = 1;
   context.failing = false;
-  context.cache = createCache({ root: context.root, log: () => undefined, ...options });
+  context.cache = createCache({ root: context.root, log: () => undefined, expiryCheckMs: 0, ...options });
   context.app = await startServer(context.cache.wrap(async (req, res) => {
     if (req.url === '/slow') await sleep(300);
     const headers = headersFor[req.url === '/expires' ? '/expires' : req.url ?? ''] ?? {};
