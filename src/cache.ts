@@ -12,6 +12,7 @@ import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
+import { DEFAULT_SAFE_METHODS } from './unsafe.js';
 import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
@@ -81,6 +82,15 @@ export interface CacheOptions {
    * @default 128
    */
   maxPendingStores?: number;
+  /**
+   * Request methods that leave the cache alone. A request with any other method (POST, PUT, DELETE,
+   * PATCH, or one unknown here) answered with a 2xx or 3xx status invalidates its URL and the
+   * same-origin URLs of the response's Location and Content-Location (RFC 9111 §4.4), as a purge of
+   * those paths does; the response's end waits for it, so the client's next GET is not served the old
+   * page by nginx.
+   * @default ['GET', 'HEAD', 'OPTIONS', 'TRACE']
+   */
+  safeMethods?: readonly string[];
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -143,6 +153,10 @@ export function createCache(options: CacheOptions): Cache {
     throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
   }
 
+  const safeMethods = options.safeMethods ?? DEFAULT_SAFE_METHODS;
+  if (!Array.isArray(safeMethods) || safeMethods.some((method) => typeof method !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method))) {
+    throw new TypeError('Expected `safeMethods` to be an array of method names, e.g. [\'GET\', \'HEAD\']');
+  }
   const maxPendingStores = options.maxPendingStores ?? 128;
   if (!Number.isSafeInteger(maxPendingStores) || maxPendingStores < 1) {
     throw new TypeError('Expected `maxPendingStores` to be a whole number from 1 and up');
@@ -176,6 +190,18 @@ export function createCache(options: CacheOptions): Cache {
 
   const context: CaptureContext = {
     rules: { bypassCookies, ...(hosts === undefined ? {} : { hosts }) },
+    safeMethods: new Set(safeMethods),
+    async invalidate(targets, hostHeader) {
+      const host = normalizeHost(hostHeader);
+      const root = multiSite ? (host === undefined ? undefined : roots.get(host)) : base;
+      if (root === undefined) return;
+      try {
+        await root.store.init();
+        await purge(root, { paths: targets });
+      } catch (error) {
+        warn('invalidate', `could not invalidate ${targets.join(', ')} under ${root.root} after an unsafe request`, error);
+      }
+    },
     saturated: () => reserved >= maxPendingStores,
     maxBodyBytes,
     maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
