@@ -14,8 +14,11 @@ import type { TempFile } from './store.js';
 
 import type { CachePath } from './url-path.js';
 
-/** Headers prerender consumes: they name tags for the index and never reach the client. */
-const TAG_HEADERS = ['cache-tag', 'surrogate-key'] as const;
+/**
+ * Headers prerender consumes, which never reach the client: tags for the index, and the field that
+ * targets this cache alone (cache-control.ts).
+ */
+const TAG_HEADERS = ['cache-tag', 'surrogate-key', 'prerender-cache-control'] as const;
 const attached = Symbol('prerender.attached');
 export const BUSY = 'too many stores pending (maxPendingStores)';
 

@@ -7,6 +7,9 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { governingDirectives } from '../src/cache-control.js';
 import { MAX_DELTA_SECONDS, freshnessOf, parseAge } from '../src/freshness.js';
 import { parseDictionary } from '../src/structured-field.js';
+import { nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite, type Reply } from './helpers.js';
+
+const hasNginx = nginxAvailable();
 
 const now = Date.UTC(2026, 11, 2, 12);
 const httpDate = (ms: number): string => new Date(ms).toUTCString();
@@ -121,3 +124,69 @@ targeted('Dictionary parsing (RFC 8941)', () => {
 });
 
 targeted.run();
+
+// ---
+
+interface Site extends CachedSite {
+  headers: Map<string, Record<string, string | string[]>>;
+}
+
+const future = new Date(Date.now() + 3600_000);
+/** Path -> [headers the app sends, whether nginx serves it from disk afterwards]. */
+const cases: Array<[string, Record<string, string | string[]>, boolean]> = [
+  ['/age-over', { 'Cache-Control': 'max-age=3600', Age: '7200' }, false],
+  ['/age-under', { 'Cache-Control': 'max-age=3600', Age: '600' }, true],
+  ['/age-suffix', { 'Cache-Control': 'max-age=3600', Age: '7200s' }, true],
+  ['/age-lines', { 'Cache-Control': 'max-age=3600', Age: ['10', '7200'] }, true],
+  ['/age-huge', { 'Cache-Control': 'max-age=3600', Age: '99999999999999999999' }, false],
+  ['/s-maxage-age', { 'Cache-Control': 'max-age=60, s-maxage=7200', Age: '3600' }, true],
+  ['/expires-zero', { Expires: '0' }, false],
+  ['/expires-garbage', { Expires: 'tomorrow' }, false],
+  ['/expires-utc', { Expires: future.toUTCString().replace('GMT', 'UTC') }, false],
+  ['/expires-lowercase', { Expires: future.toUTCString().toLowerCase() }, false],
+  ['/expires-one-digit-hour', { Expires: 'Thu, 01 Jan 2099 1:00:00 GMT' }, false],
+  ['/expires-two-lines', { Expires: [future.toUTCString(), future.toUTCString()] }, false],
+  ['/expires-iso', { Expires: future.toISOString() }, false],
+  ['/expires-imf', { Expires: future.toUTCString() }, true],
+  ['/expires-rfc850-50', { Expires: 'Thursday, 18-Aug-50 10:00:00 GMT' }, true],
+  ['/expires-rfc850-94', { Expires: 'Sunday, 06-Nov-94 08:49:37 GMT' }, false],
+  ['/expires-asctime', { Expires: 'Fri Jan  1 00:00:00 2099' }, true],
+  ['/cdn-over-private', { 'Cache-Control': 'private', 'CDN-Cache-Control': 'max-age=60' }, true],
+  ['/cdn-over-no-store', { 'Cache-Control': 'no-store', 'CDN-Cache-Control': 'max-age=60' }, true],
+  ['/cdn-no-store', { 'Cache-Control': 'public, max-age=60', 'CDN-Cache-Control': 'no-store' }, false],
+  ['/cdn-max-age-0', { 'Cache-Control': 'max-age=60', 'CDN-Cache-Control': 'max-age=0' }, false],
+  ['/cdn-age', { 'Cache-Control': 'max-age=99999', 'CDN-Cache-Control': 'max-age=3600', Age: '7200' }, false],
+  ['/cdn-ignores-expires', { 'CDN-Cache-Control': 'max-age=60', Expires: '0' }, true],
+  ['/cdn-invalid', { 'Cache-Control': 'private', 'CDN-Cache-Control': 'max-age=60,,' }, false],
+  ['/cdn-set-cookie', { 'CDN-Cache-Control': 'max-age=60', 'Set-Cookie': 'a=b' }, false],
+  ['/own-over-cdn', { 'CDN-Cache-Control': 'no-store', 'Prerender-Cache-Control': 'max-age=60' }, true],
+  ['/own-no-store', { 'CDN-Cache-Control': 'max-age=60', 'Prerender-Cache-Control': 'no-store' }, false],
+];
+
+const viaNginx = suite<Site>('freshness and targeted fields through nginx');
+setUpSuite(viaNginx, async (site) => {
+  if (!hasNginx) return;
+  site.headers = new Map(cases.map(([target, headers]) => [target, headers]));
+  await startCachedSite(site, (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', ...(site.headers.get(req.url ?? '') ?? {}) });
+    res.end(`<p>${req.url}</p>`);
+  });
+}, stopCachedSite);
+
+viaNginx('each header set is stored or not as RFC 9111 and RFC 9213 say', async (site) => {
+  if (!hasNginx) return;
+  const first = new Map<string, Reply>();
+  for (const [target] of cases) first.set(target, await request(site.nginx.port, target));
+  await site.cache.idle();
+  for (const [target, , stored] of cases) {
+    const reply = await request(site.nginx.port, target);
+    assert.is(reply.headers['x-cache'], stored ? 'HIT' : 'MISS', target);
+    assert.is(reply.body.toString(), `<p>${target}</p>`);
+  }
+  // Cache-Control still governs browsers: the app's reaches the client; prerender's own field does not.
+  assert.is(first.get('/cdn-over-private')?.headers['cache-control'], 'private');
+  assert.is(first.get('/cdn-over-private')?.headers['cdn-cache-control'], 'max-age=60');
+  assert.is(first.get('/own-over-cdn')?.headers['prerender-cache-control'], undefined);
+});
+
+viaNginx.run();
