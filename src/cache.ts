@@ -12,6 +12,7 @@ import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
+import { parseOrigin } from './origin.js';
 import { DEFAULT_SAFE_METHODS } from './unsafe.js';
 import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
@@ -58,6 +59,13 @@ export interface CacheOptions {
    * @default 250
    */
   expiryCheckMs?: number;
+  /**
+   * The app's own address, e.g. `http://127.0.0.1:3000`, where pages stored with
+   * `stale-while-revalidate=N` are fetched again once they expire, while nginx goes on serving the
+   * old file; a page no refresh could replace within N seconds is removed. Without it such pages are
+   * removed at expiry like any other. Needs the expiry check (`expiryCheckMs` above 0).
+   */
+  refreshOrigin?: string;
   /**
    * Also write `<file>.gz` and/or `<file>.br` for nginx's gzip_static / brotli_static, after the
    * response has finished; only for compressible types over 1 KiB, and only where it saves a tenth.
@@ -147,6 +155,12 @@ export function createCache(options: CacheOptions): Cache {
   const expiryCheckMs = options.expiryCheckMs ?? 250;
   if (!Number.isSafeInteger(expiryCheckMs) || expiryCheckMs < 0) {
     throw new TypeError('Expected `expiryCheckMs` to be a whole number of milliseconds, 0 to disable');
+  }
+  let refreshOrigin: string | undefined;
+  try {
+    refreshOrigin = options.refreshOrigin === undefined ? undefined : parseOrigin(options.refreshOrigin, '`refreshOrigin`');
+  } catch (error) {
+    throw new TypeError(`Expected ${(error as Error).message}`);
   }
   const maxRenderMs = options.maxRenderMs ?? 600_000;
   if (!Number.isSafeInteger(maxRenderMs) || maxRenderMs < 1) {
@@ -262,7 +276,11 @@ export function createCache(options: CacheOptions): Cache {
       });
   }, sweepIntervalMs);
   timer?.unref();
-  const expiry = expiryCheckMs === 0 ? undefined : expiryTimer([...roots.values()], expiryCheckMs, (error) => warn('expiry', `acting on expiry under ${base.root} failed`, error));
+  const expiry = expiryCheckMs === 0 ? undefined : expiryTimer([...roots], {
+    intervalMs: expiryCheckMs,
+    ...(refreshOrigin === undefined ? {} : { refreshOrigin }),
+    warn: (error) => warn('expiry', `acting on expiry under ${base.root} failed`, error),
+  });
 
   const idle = async (): Promise<void> => {
     while (pending.size > 0) await Promise.allSettled([...pending]);

@@ -26,6 +26,8 @@ export interface FetchPageOptions {
   timeoutMs: number;
   maxBodyBytes: number;
   agent?: HttpAgent | HttpsAgent;
+  /** The Host header to send, when it is not the origin's (a multi-site root's host). */
+  host?: string;
 }
 
 export type PageOutcome =
@@ -56,7 +58,10 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
     try {
       exchange.response = await new Promise<IncomingMessage>((resolve, reject) => {
         const request = client.get(url, {
-          headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender', [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
+          headers: {
+            'accept-encoding': 'identity', 'user-agent': 'prerender', [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE,
+            ...(options.host === undefined ? {} : { host: options.host }),
+          },
           ...(options.agent === undefined ? {} : { agent: options.agent }),
         }, resolve);
         exchange.request = request;
