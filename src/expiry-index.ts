@@ -8,8 +8,9 @@
  * A second's log is read for GRACE_S seconds after it has passed, since a writer may append to it a
  * little late (it decided the second, then waited on the disk), then deleted by whichever reader gets
  * there first: every reader acts on every record, so one having read it all is enough. Logs no reader
- * saw (no process ran, or an append came later still) are picked up by a scan of the directory at start
- * and every SCAN_MS: only then is the directory listed.
+ * saw (no process ran, or an append came later still) are picked up by a scan of the directory at start,
+ * every SCAN_MS, and when the directory is another one (a root reached through crawl --swap's `current`
+ * link now names another tree): only then is the directory listed.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -42,6 +43,8 @@ export class ExpiryIndex {
   /** Records read whose time has not come yet (the current second's). */
   private waiting: ExpiryRecord[] = [];
   private scannedAt = 0;
+  /** `dev:ino` of the index directory at the last scan: another one (a crawl --swap made `current` another tree) is scanned at once. */
+  private identity: string | undefined;
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'expiry');
@@ -79,8 +82,11 @@ export class ExpiryIndex {
   async due(now = Date.now()): Promise<ExpiryRecord[]> {
     const nowSecond = Math.floor(now / 1000);
     const out: ExpiryRecord[] = [];
-    if (this.cursor === undefined || now - this.scannedAt >= SCAN_MS || this.cursor < nowSecond - 3600) {
+    const stats = await fs.stat(this.dir).catch(() => undefined);
+    const identity = stats === undefined ? undefined : `${stats.dev}:${stats.ino}`;
+    if (this.cursor === undefined || now - this.scannedAt >= SCAN_MS || this.cursor < nowSecond - 3600 || identity !== this.identity) {
       this.scannedAt = now;
+      this.identity = identity;
       await this.scan(nowSecond - GRACE_S, out);
       this.cursor = Math.max(this.cursor ?? -Infinity, nowSecond - GRACE_S);
     }
