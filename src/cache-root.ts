@@ -7,8 +7,8 @@
  * 2. refuse if a purge of T, F, a prefix of F's path or everything was recorded at or after S;
  *    note F's expiry in the expiry index (expiry-index.ts), if it has one;
  * 3. record F's meta and rename the temp file over F;
- * 4. check again; if a purge slipped in between, or F expired meanwhile, remove F again (only if it
- *    is still our inode);
+ * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode); if
+ *    F expired meanwhile, note its expiry again for readers that looked before F was there;
  * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
  */
 import { fileIo, type IoMode } from './file-io.js';
@@ -109,11 +109,10 @@ export class CacheRoot {
         return { stored: false, reason: staleAfter };
       }
       // Expired while it was written: a reader may have acted on its expiry record before the page
-      // was there (expiry.ts found no meta), and nothing else would remove it.
-      if (meta.expiresAt !== null && meta.expiresAt <= Date.now()) {
-        await this.store.unplace(meta.file, placed.inode);
-        return { stored: false, reason: 'expired before it could be stored' };
-      }
+      // was there (expiry.ts found no meta). Noted again, in the current second, for readers to act on
+      // now; not removed here, which would leave a miss where a stale-while-revalidate refresh had
+      // replaced a page nginx was serving.
+      if (meta.expiresAt !== null && meta.expiresAt <= Date.now()) await this.expiry.record(meta.file, meta.expiresAt);
 
       for (const [tag, first] of logs) {
         const log = this.tags.logPath(tag);

@@ -157,7 +157,6 @@ function holdEndForInvalidation(req: IncomingMessage, res: Response, context: Ca
     if (!invalidates(this.statusCode)) return originalEnd.apply(this, args);
     const targets = invalidationTargets(url, req.headers.host, this.getHeader('location'), this.getHeader('content-location'));
     if (targets.length === 0) return originalEnd.apply(this, args);
-    res.end = originalEnd as ServerResponse['end'];
     void context.invalidate(targets, req.headers.host).finally(() => originalEnd.apply(this, args));
     return this;
   } as ServerResponse['end'];
