@@ -42,7 +42,10 @@ export function freshnessOf(governing: GoverningDirectives, headers: OutgoingHtt
   if (lifetime <= age) {
     return { storable: false, reason: age === 0 ? 'already expired (zero max-age or past Expires)' : `already stale on arrival (age ${Math.round(age / 1000)} s, fresh for ${Math.round(lifetime / 1000)} s)` };
   }
-  const swr = parseDeltaSeconds(governing.directives.get('stale-while-revalidate'));
+  // §4.2.4: no stale response where must-revalidate, proxy-revalidate or s-maxage (which implies
+  // proxy-revalidate for shared caches, §5.2.2.10) forbids it.
+  const forbidsStale = ['must-revalidate', 'proxy-revalidate', 's-maxage'].some((name) => governing.directives.has(name));
+  const swr = forbidsStale ? undefined : parseDeltaSeconds(governing.directives.get('stale-while-revalidate'));
   return { storable: true, expiresAt: responseTime + lifetime - age, staleWhileRevalidateMs: (swr ?? 0) * 1000 };
 }
 

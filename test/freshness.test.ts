@@ -86,6 +86,11 @@ lifetime('invalid max-age or s-maxage makes the response stale', () => {
 lifetime('stale-while-revalidate is kept in ms', () => {
   const result = freshnessOf(governingDirectives({ 'cache-control': 'max-age=1, stale-while-revalidate=30' }), {}, now);
   assert.ok(result.storable && result.staleWhileRevalidateMs === 30_000);
+  // Not where serving stale is forbidden (RFC 9111 4.2.4).
+  for (const forbidding of ['must-revalidate', 'proxy-revalidate', 's-maxage=5']) {
+    const forbidden = freshnessOf(governingDirectives({ 'cache-control': `max-age=1, stale-while-revalidate=30, ${forbidding}` }), {}, now);
+    assert.ok(forbidden.storable && forbidden.staleWhileRevalidateMs === 0, forbidding);
+  }
 });
 
 lifetime.run();
