@@ -146,4 +146,27 @@ crawled('a running process removes the crawled page within 1 s of its expiry; wi
   }
 });
 
+crawled('after a crawl --swap, a process on current acts on the expiries of the new generation', async (context) => {
+  const base = path.join(context.dir, 'swapped');
+  const list = path.join(context.dir, 'swap.txt');
+  await fs.writeFile(list, '/forever\n');
+  const first = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', base]);
+  assert.is(first.code, 0, first.stderr);
+  const current = path.join(base, 'current');
+  const watching = createCache({ root: current, log: () => undefined });
+  try {
+    // Let the process read the first generation's (empty) index before current moves.
+    await sleep(600);
+    await fs.writeFile(list, '/forever\n/two\n');
+    const second = await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', base]);
+    assert.is(second.code, 0, second.stderr);
+    const expiresAt = await expiryOf(current, 'two/index.html');
+    await waitFor(async () => !(await new CacheRoot(current).store.exists('two/index.html')), 4000, 'the page of the new generation to go');
+    assert.ok(Date.now() - expiresAt <= 1000, `removed ${Date.now() - expiresAt} ms after its expiry`);
+    assert.ok(await new CacheRoot(current).store.exists('forever/index.html'));
+  } finally {
+    await watching.close();
+  }
+});
+
 crawled.run();
