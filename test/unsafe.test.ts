@@ -6,6 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
 import { invalidationTargets } from '../src/unsafe.js';
 import { nginxAvailable, request, setUpSuite, sleep, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
@@ -148,6 +149,37 @@ sites('a POST to a.example/x invalidates a.example/x only', async (site) => {
 });
 
 sites.run();
+
+// ---
+
+const framework = suite<Site>('unsafe methods under Express');
+setUpSuite(framework, async (site) => {
+  if (!hasNginx) return;
+  site.version = 1;
+  await startCachedSite(site, (req, res) => {
+    const app = express();
+    app.get('/posts/:id', (request, response) => {
+      response.type('html').send(`<p>post ${request.params.id} v${site.version}</p>`);
+    });
+    app.post('/posts/:id', (request, response) => {
+      site.version++;
+      response.redirect(303, `/posts/${request.params.id}`);
+    });
+    app(req, res);
+  });
+}, stopCachedSite);
+
+framework('a POST answered with res.redirect(303) purges the page it redirects to before the 303 leaves', async (site) => {
+  if (!hasNginx) return;
+  await warm(site, ['/posts/1']);
+  const answer = await send(site, 'POST', '/posts/1');
+  assert.is(answer.status, 303);
+  const next = await get(site, '/posts/1');
+  assert.is(next.headers['x-cache'], 'MISS');
+  assert.is(next.body.toString(), '<p>post 1 v2</p>');
+});
+
+framework.run();
 
 // ---
 
