@@ -15,6 +15,8 @@ import type { CacheRoot } from './cache-root.js';
 import { fetchPage } from './fetch-page.js';
 import { targetFor } from './purge.js';
 
+/** Pages checked and removed at once (libuv's thread pool has 4 threads by default). */
+const REMOVE_CONCURRENCY = 8;
 /** How soon a failed stale-while-revalidate refresh is tried again. */
 const RETRY_MS = 1000;
 /** Refreshes in flight at once per cache; the app serves its clients meanwhile. */
@@ -35,21 +37,23 @@ export interface ExpireResult {
 export async function expireFiles(root: CacheRoot, files: Iterable<string>, now = Date.now(), revalidate = false): Promise<ExpireResult> {
   const result: ExpireResult = { removed: [], stale: [] };
   const expired: string[] = [];
-  for (const file of new Set(files)) {
+  // A few at a time: a burst of pages expiring in one second must be gone within that second too.
+  const limit = pLimit(REMOVE_CONCURRENCY);
+  await Promise.all([...new Set(files)].map((file) => limit(async () => {
     const meta = await expiredMeta(root, file, now);
-    if (meta === undefined) continue;
+    if (meta === undefined) return;
     const deadline = (meta.expiresAt ?? now) + (meta.staleWhileRevalidateMs ?? 0);
     if (revalidate && deadline > now) result.stale.push({ file, urlPath: meta.urlPath, deadline });
     else expired.push(file);
-  }
+  })));
   if (expired.length === 0) return result;
   await root.invalidations.recordFiles(expired, now);
-  for (const file of expired) {
+  await Promise.all(expired.map((file) => limit(async () => {
     const inode = await root.store.inodeOf(file);
     // Read again after the record: a write that began after `now` may have replaced the page since.
-    if (inode === undefined || (await expiredMeta(root, file, now)) === undefined) continue;
+    if (inode === undefined || (await expiredMeta(root, file, now)) === undefined) return;
     if (await root.store.unplace(file, inode)) result.removed.push(file);
-  }
+  })));
   return result;
 }
 
