@@ -5,12 +5,15 @@
  * A write of file F with tags T, rendered from time S:
  * 1. append F to each tag log in T (so a crash after step 3 cannot leave an unindexed file);
  * 2. refuse if a purge of T, F, a prefix of F's path or everything was recorded at or after S;
+ *    note F's expiry in the expiry index (expiry-index.ts), if it has one;
  * 3. record F's meta and rename the temp file over F;
- * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode);
+ * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode); if
+ *    F expired meanwhile, note its expiry again for readers that looked before F was there;
  * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
  */
 import { fileIo, type IoMode } from './file-io.js';
 import { Invalidations } from './invalidation.js';
+import { ExpiryIndex } from './expiry-index.js';
 import { encodingOf, isCompressible, writeSiblings, type Encoding } from './precompress.js';
 import type { StorableResponse } from './policy.js';
 import { Store, type EntryMeta, type TempFile } from './store.js';
@@ -46,6 +49,7 @@ export function entryFor(target: CachePath, response: StorableResponse, rendered
     renderedAt,
     storedAt: Date.now(),
     expiresAt: response.expiresAt,
+    ...(response.staleWhileRevalidateMs > 0 ? { staleWhileRevalidateMs: response.staleWhileRevalidateMs } : {}),
     mediaType: target.mediaType,
     size,
     mtime: mtimeSeconds(response.lastModified, renderedAt),
@@ -58,6 +62,7 @@ export class CacheRoot {
   readonly store: Store;
   readonly tags: TagIndex;
   readonly invalidations: Invalidations;
+  readonly expiry: ExpiryIndex;
   private readonly precompress: readonly Encoding[];
 
   constructor(root: string, options: CacheRootOptions = {}) {
@@ -66,6 +71,7 @@ export class CacheRoot {
     this.store = new Store(root, { durable: options.durable ?? true, io });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
     this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo(io));
+    this.expiry = new ExpiryIndex(this.store.stateDir, this.store.root);
   }
 
   get root(): string {
@@ -91,6 +97,8 @@ export class CacheRoot {
 
       const staleBefore = await this.invalidations.staleReason(meta.renderedAt, meta);
       if (staleBefore !== undefined) return { stored: false, reason: staleBefore };
+      // Before the page is placed, so a process killed in between leaves no page the index misses.
+      if (meta.expiresAt !== null) await this.expiry.record(meta.file, meta.expiresAt);
 
       const placed = await this.store.place(temp, meta);
       if (!placed.stored) return placed;
@@ -100,6 +108,11 @@ export class CacheRoot {
         await this.store.unplace(meta.file, placed.inode);
         return { stored: false, reason: staleAfter };
       }
+      // Expired while it was written: a reader may have acted on its expiry record before the page
+      // was there (expiry.ts found no meta). Noted again, in the current second, for readers to act on
+      // now; not removed here, which would leave a miss where a stale-while-revalidate refresh had
+      // replaced a page nginx was serving.
+      if (meta.expiresAt !== null && meta.expiresAt <= Date.now()) await this.expiry.record(meta.file, meta.expiresAt);
 
       for (const [tag, first] of logs) {
         const log = this.tags.logPath(tag);

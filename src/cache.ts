@@ -12,7 +12,10 @@ import { createCoalescer } from './coalesce.js';
 import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from './stats.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
+import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
+import { parseOrigin } from './origin.js';
+import { DEFAULT_SAFE_METHODS } from './unsafe.js';
 import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
@@ -51,6 +54,21 @@ export interface CacheOptions {
    */
   sweepIntervalMs?: number;
   /**
+   * How often this process acts on the expiry index: every page stored with an expiry (by this
+   * process, another one, a crawl or a refresh) is removed within this long after it goes stale (plus
+   * the time the removal takes), at a cost that grows with the pages expiring, not the cache. 0 turns
+   * it off; then only `sweep()` (`prerender sweep`, from cron) removes expired pages.
+   * @default 250
+   */
+  expiryCheckMs?: number;
+  /**
+   * The app's own address, e.g. `http://127.0.0.1:3000`, where pages stored with
+   * `stale-while-revalidate=N` are fetched again once they expire, while nginx goes on serving the
+   * old file; a page no refresh could replace within N seconds is removed. Without it such pages are
+   * removed at expiry like any other. Needs the expiry check (`expiryCheckMs` above 0).
+   */
+  refreshOrigin?: string;
+  /**
    * Also write `<file>.gz` and/or `<file>.br` for nginx's gzip_static / brotli_static, after the
    * response has finished; only for compressible types over 1 KiB, and only where it saves a tenth.
    * @default []
@@ -74,6 +92,15 @@ export interface CacheOptions {
    * @default 128
    */
   maxPendingStores?: number;
+  /**
+   * Request methods that leave the cache alone. A request with any other method (POST, PUT, DELETE,
+   * PATCH, or one unknown here) answered with a 2xx or 3xx status invalidates its URL and the
+   * same-origin URLs of the response's Location and Content-Location (RFC 9111 §4.4), as a purge of
+   * those paths does; the response's end waits for it, so the client's next GET is not served the old
+   * page by nginx.
+   * @default ['GET', 'HEAD', 'OPTIONS', 'TRACE']
+   */
+  safeMethods?: readonly string[];
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /**
@@ -125,7 +152,7 @@ export interface Cache {
   metricsHandler(): Handler;
   /** Resolves once every response captured so far has been stored or skipped. */
   idle(): Promise<void>;
-  /** Stops the sweep timer and waits for pending stores. */
+  /** Stops the sweep and expiry timers and waits for pending stores. */
   close(): Promise<void>;
 }
 
@@ -150,11 +177,25 @@ export function createCache(options: CacheOptions): Cache {
   if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
     throw new TypeError('Expected `sweepIntervalMs` to be a whole number of milliseconds, 0 to disable');
   }
+  const expiryCheckMs = options.expiryCheckMs ?? 250;
+  if (!Number.isSafeInteger(expiryCheckMs) || expiryCheckMs < 0) {
+    throw new TypeError('Expected `expiryCheckMs` to be a whole number of milliseconds, 0 to disable');
+  }
+  let refreshOrigin: string | undefined;
+  try {
+    refreshOrigin = options.refreshOrigin === undefined ? undefined : parseOrigin(options.refreshOrigin, '`refreshOrigin`');
+  } catch (error) {
+    throw new TypeError(`Expected ${(error as Error).message}`);
+  }
   const maxRenderMs = options.maxRenderMs ?? 600_000;
   if (!Number.isSafeInteger(maxRenderMs) || maxRenderMs < 1) {
     throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
   }
 
+  const safeMethods = options.safeMethods ?? DEFAULT_SAFE_METHODS;
+  if (!Array.isArray(safeMethods) || safeMethods.some((method) => typeof method !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method))) {
+    throw new TypeError('Expected `safeMethods` to be an array of method names, e.g. [\'GET\', \'HEAD\']');
+  }
   const maxPendingStores = options.maxPendingStores ?? 128;
   if (!Number.isSafeInteger(maxPendingStores) || maxPendingStores < 1) {
     throw new TypeError('Expected `maxPendingStores` to be a whole number from 1 and up');
@@ -194,6 +235,18 @@ export function createCache(options: CacheOptions): Cache {
 
   const context: CaptureContext = {
     rules: { bypassCookies, ...(hosts === undefined ? {} : { hosts }) },
+    safeMethods: new Set(safeMethods),
+    async invalidate(targets, hostHeader) {
+      const host = normalizeHost(hostHeader);
+      const root = multiSite ? (host === undefined ? undefined : roots.get(host)) : base;
+      if (root === undefined) return;
+      try {
+        await root.store.init();
+        await purge(root, { paths: targets });
+      } catch (error) {
+        warn('invalidate', `could not invalidate ${targets.join(', ')} under ${root.root} after an unsafe request`, error);
+      }
+    },
     saturated: () => reserved >= maxPendingStores,
     maxBodyBytes,
     maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
@@ -254,6 +307,11 @@ export function createCache(options: CacheOptions): Cache {
       });
   }, sweepIntervalMs);
   timer?.unref();
+  const expiry = expiryCheckMs === 0 ? undefined : expiryTimer([...roots], {
+    intervalMs: expiryCheckMs,
+    ...(refreshOrigin === undefined ? {} : { refreshOrigin }),
+    warn: (error) => warn('expiry', `acting on expiry under ${base.root} failed`, error),
+  });
 
   const idle = async (): Promise<void> => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
@@ -301,6 +359,7 @@ export function createCache(options: CacheOptions): Cache {
     idle,
     async close() {
       clearInterval(timer);
+      await expiry?.stop();
       await sweeping;
       await idle();
     },

@@ -26,6 +26,8 @@ export interface FetchPageOptions {
   timeoutMs: number;
   maxBodyBytes: number;
   agent?: HttpAgent | HttpsAgent;
+  /** The Host header to send, when it is not the origin's (a multi-site root's host). */
+  host?: string;
 }
 
 export type PageOutcome =
@@ -56,7 +58,10 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
     try {
       exchange.response = await new Promise<IncomingMessage>((resolve, reject) => {
         const request = client.get(url, {
-          headers: { 'accept-encoding': 'identity', 'user-agent': 'prerender', [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
+          headers: {
+            'accept-encoding': 'identity', 'user-agent': 'prerender', [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE,
+            ...(options.host === undefined ? {} : { host: options.host }),
+          },
           ...(options.agent === undefined ? {} : { agent: options.agent }),
         }, resolve);
         exchange.request = request;
@@ -99,7 +104,7 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     if (values === undefined) continue;
     headers[name] = name === 'set-cookie' ? values : values.join(', ');
   }
-  const verdict = checkResponse(status, headers, target, Date.now());
+  const verdict = checkResponse(status, headers, target, Date.now(), renderedAt);
   if (!verdict.store) return { outcome: 'skipped', status, reason: verdict.reason };
 
   const sink = new BodySink(root.store.openTemp(), verdict, options.maxBodyBytes);

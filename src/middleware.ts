@@ -8,13 +8,17 @@ import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerRe
 import { BodySink } from './body.js';
 import { hasCrawlMark } from './crawl-mark.js';
 import { checkRequest, checkResponse, type RequestRules, type StorableResponse } from './policy.js';
+import { invalidates, invalidationTargets } from './unsafe.js';
 import { httpDate, mtimeSeconds, nginxEtag, notModified } from './validators.js';
 import type { TempFile } from './store.js';
 
 import type { CachePath } from './url-path.js';
 
-/** Headers prerender consumes: they name tags for the index and never reach the client. */
-const TAG_HEADERS = ['cache-tag', 'surrogate-key'] as const;
+/**
+ * Headers prerender consumes, which never reach the client: tags for the index, and the field that
+ * targets this cache alone (cache-control.ts).
+ */
+const TAG_HEADERS = ['cache-tag', 'surrogate-key', 'prerender-cache-control'] as const;
 const attached = Symbol('prerender.attached');
 export const BUSY = 'too many stores pending (maxPendingStores)';
 
@@ -35,6 +39,10 @@ export interface CaptureContext {
   /** Called once the response finished and the body is complete and valid; owns the temp file after. */
   store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number, host: string | undefined): void;
   skip(urlPath: string, reason: string, error?: unknown): void;
+  /** Methods that do not invalidate (RFC 9111 §4.4); every other one does. */
+  safeMethods: ReadonlySet<string>;
+  /** Purges these request-targets for the request's Host; never rejects (failures are logged). */
+  invalidate(targets: readonly string[], host: string | undefined): Promise<void>;
 }
 
 type Response = ServerResponse & { [attached]?: true };
@@ -44,6 +52,7 @@ type WriteArgs = [chunk?: unknown, encoding?: unknown, callback?: unknown];
 export function attach(req: IncomingMessage, res: Response, context: CaptureContext): void {
   if (res[attached]) return;
   res[attached] = true;
+  if (!context.safeMethods.has(req.method ?? '')) holdEndForInvalidation(req, res, context);
   // prerender's own fetch: it stores the page itself and needs the tag headers (crawl-mark.ts).
   if (hasCrawlMark(req.headers)) return;
 
@@ -77,7 +86,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
 
   interceptHead(res, (head, statusCode, headers) => {
     if (target !== undefined) {
-      const verdict = checkResponse(statusCode, headers, target, Date.now());
+      const verdict = checkResponse(statusCode, headers, target, Date.now(), renderedAt);
       const temp = verdict.store ? context.openTemp(host) : undefined;
       if (!verdict.store) {
         abandon(verdict.reason, verdict.tagError);
@@ -134,6 +143,23 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     sink = undefined;
     context.store(finished, target, response, renderedAt, host);
   });
+}
+
+/**
+ * An unsafe request answered with a non-error status invalidates its target and same-origin Location /
+ * Content-Location (unsafe.ts). The response's end is held until that purge has been applied, so a
+ * client that reads the answer and then asks again finds no stale page in nginx's way.
+ */
+function holdEndForInvalidation(req: IncomingMessage, res: Response, context: CaptureContext): void {
+  const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url;
+  const originalEnd = res.end as (...a: WriteArgs) => Response;
+  res.end = function end(this: Response, ...args: WriteArgs) {
+    if (!invalidates(this.statusCode)) return originalEnd.apply(this, args);
+    const targets = invalidationTargets(url, req.headers.host, this.getHeader('location'), this.getHeader('content-location'));
+    if (targets.length === 0) return originalEnd.apply(this, args);
+    void context.invalidate(targets, req.headers.host).finally(() => originalEnd.apply(this, args));
+    return this;
+  } as ServerResponse['end'];
 }
 
 /**

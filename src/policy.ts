@@ -5,7 +5,10 @@
  * have answered differently.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { governingDirectives, parseCacheControl } from './cache-control.js';
 import { PrerenderError } from './errors.js';
+import { freshnessOf } from './freshness.js';
+import { parseHttpDate } from './http-date.js';
 import { isUtf8Charset, isUtf8Type, parseContentType } from './mime.js';
 import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
 
@@ -91,6 +94,8 @@ export interface StorableResponse {
   tags: string[];
   /** Epoch ms after which the file is stale; null when the response set no expiry. */
   expiresAt: number | null;
+  /** `stale-while-revalidate` in ms: how long past expiresAt the page may be refreshed in place. */
+  staleWhileRevalidateMs: number;
   /** The body must be checked to be valid UTF-8 (a text type that declared no charset). */
   mustBeUtf8: boolean;
   /** The declared Content-Length, which the body must match. */
@@ -101,20 +106,27 @@ export interface StorableResponse {
 
 /**
  * Whether a response may be stored at `target`. Tag errors are returned as `tagError` so the caller can
- * log them where the app's developer will see them.
+ * log them where the app's developer will see them. `now` is when the response head arrived,
+ * `requestTime` when the request was made (freshness.ts counts the difference towards the age).
+ *
+ * The directives come from the first valid targeted field (`Prerender-Cache-Control`, then
+ * `CDN-Cache-Control`), else `Cache-Control` (cache-control.ts): a targeted field may thus allow a
+ * response `Cache-Control: private` keeps from browsers' shared caches. `Set-Cookie` and the request's
+ * `Authorization` refuse whatever any field says.
  */
 export function checkResponse(
   statusCode: number,
   headers: OutgoingHttpHeaders,
   target: CachePath,
   now: number,
+  requestTime = now,
 ): Verdict<StorableResponse> & { tagError?: PrerenderError } {
   if (statusCode !== 200) return { store: false, reason: `status ${statusCode}` };
   if (headers['set-cookie'] !== undefined) return { store: false, reason: 'Set-Cookie' };
 
-  const cacheControl = parseCacheControl(headerText(headers['cache-control']));
+  const governing = governingDirectives(headers);
   for (const directive of ['private', 'no-store', 'no-cache'] as const) {
-    if (cacheControl.has(directive)) return { store: false, reason: `Cache-Control: ${directive}` };
+    if (governing.directives.has(directive)) return { store: false, reason: `${fieldName[governing.field]}: ${directive}` };
   }
   const vary = headerText(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter((v) => v !== '');
   const varyOther = vary.find((v) => v !== 'accept-encoding');
@@ -133,8 +145,9 @@ export function checkResponse(
     return { store: false, reason: `charset ${contentType.charset} (only UTF-8 text is stored)` };
   }
 
-  const expiresAt = expiryOf(cacheControl, headers, now);
-  if (expiresAt !== null && expiresAt <= now) return { store: false, reason: 'already expired (zero max-age or past Expires)' };
+  const freshness = freshnessOf(governing, headers, now, requestTime);
+  if (!freshness.storable) return { store: false, reason: freshness.reason };
+  const { expiresAt, staleWhileRevalidateMs } = freshness;
 
   const tags = parseTags(headers['cache-tag'], headers['surrogate-key']);
   if (!tags.ok) return { store: false, reason: tags.error.message, tagError: tags.error };
@@ -143,10 +156,10 @@ export function checkResponse(
   const contentLength = lengthText === '' ? undefined : Number(lengthText);
   if (contentLength !== undefined && !Number.isSafeInteger(contentLength)) return { store: false, reason: 'bad Content-Length' };
 
-  const lastModifiedMs = Date.parse(headerText(headers['last-modified']));
-  const lastModified = Number.isNaN(lastModifiedMs) || lastModifiedMs > now ? null : lastModifiedMs;
+  const lastModifiedMs = parseHttpDate(headerText(headers['last-modified']).trim());
+  const lastModified = lastModifiedMs === null || lastModifiedMs > now ? null : lastModifiedMs;
 
-  return { store: true, tags: tags.tags, expiresAt, mustBeUtf8: utf8Type && contentType.charset === undefined, contentLength, lastModified };
+  return { store: true, tags: tags.tags, expiresAt, staleWhileRevalidateMs, mustBeUtf8: utf8Type && contentType.charset === undefined, contentLength, lastModified };
 }
 
 export function headerText(value: string | number | readonly string[] | undefined): string {
@@ -154,35 +167,9 @@ export function headerText(value: string | number | readonly string[] | undefine
   return Array.isArray(value) ? value.join(', ') : String(value);
 }
 
-/** Directive name (lowercase) -> argument (unquoted; '' when none). */
-export function parseCacheControl(value: string): Map<string, string> {
-  const directives = new Map<string, string>();
-  for (const part of value.split(',')) {
-    const eq = part.indexOf('=');
-    const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
-    if (name === '' || directives.has(name)) continue;
-    directives.set(name, eq < 0 ? '' : part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1'));
-  }
-  return directives;
-}
+const fieldName = { 'prerender-cache-control': 'Prerender-Cache-Control', 'cdn-cache-control': 'CDN-Cache-Control', 'cache-control': 'Cache-Control' } as const;
 
-/**
- * Expiry as a shared cache computes it: `s-maxage`, else `max-age`, else `Expires` (relative to the
- * response's `Date` when it has one). An unparseable delta or date counts as already expired (RFC 9111
- * 5.3), so it is not stored.
- */
-export function expiryOf(cacheControl: Map<string, string>, headers: OutgoingHttpHeaders, now: number): number | null {
-  const delta = cacheControl.get('s-maxage') ?? cacheControl.get('max-age');
-  if (delta !== undefined) {
-    return /^\d+$/.test(delta) ? now + Math.min(Number(delta), 2 ** 31) * 1000 : now;
-  }
-  const expires = headerText(headers.expires).trim();
-  if (expires === '') return null;
-  const expiresMs = Date.parse(expires);
-  if (Number.isNaN(expiresMs)) return now;
-  const dateMs = Date.parse(headerText(headers.date));
-  return now + (expiresMs - (Number.isNaN(dateMs) ? now : dateMs));
-}
+export { parseCacheControl };
 
 const controlCharacter = /[\u0000-\u001f\u007f]/;
 

@@ -157,7 +157,7 @@ export async function refreshFiles(root: CacheRoot, files: readonly string[], op
 }
 
 /** The page a file was stored for: its meta's URL path, or the path the file name implies. */
-function targetFor(file: string, urlPath: string | undefined): CachePath | undefined {
+export function targetFor(file: string, urlPath: string | undefined): CachePath | undefined {
   const fromName = file === 'index.html' ? '/' : `/${file.replace(/(^|\/)index\.html$/, '/')}`;
   for (const candidate of [urlPath, fromName]) {
     if (candidate === undefined) continue;

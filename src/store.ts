@@ -47,6 +47,8 @@ export interface EntryMeta {
   renderedAt: number;
   storedAt: number;
   expiresAt: number | null;
+  /** `stale-while-revalidate` in ms: past expiresAt, the page is refreshed in place for this long. */
+  staleWhileRevalidateMs?: number;
   mediaType: string;
   size: number;
   /** The file's mtime in whole seconds, which nginx turns into Last-Modified and the ETag (validators.ts). */
@@ -244,11 +246,16 @@ export class Store {
   }
 
   /** Removes a placed file again, only if it is still the inode `place` put there. */
-  async unplace(file: string, inode: number): Promise<void> {
+  async unplace(file: string, inode: number): Promise<boolean> {
+    return (await this.inodeOf(file)) === inode && this.remove(file);
+  }
+
+  /** The inode of the regular file stored at `file`, or undefined when there is none. */
+  async inodeOf(file: string): Promise<number | undefined> {
     const absolute = this.resolve(file);
-    if (absolute === undefined) return;
+    if (absolute === undefined) return undefined;
     const stats = await this.io.lstat(absolute).catch(() => undefined);
-    if (stats?.ino === inode) await this.remove(file);
+    return stats?.isFile() === true ? stats.ino : undefined;
   }
 
   /**

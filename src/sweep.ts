@@ -1,6 +1,8 @@
 /**
  * Sweeping: removes (or refreshes) expired files, and keeps the state directory bounded: metas of
- * files that are gone, tag-log entries of removed files, old invalidation records, abandoned temp files.
+ * files that are gone, tag-log entries of removed files, old invalidation records, expiry-index logs
+ * of seconds past, abandoned temp files. Running processes act on expiry by themselves (expiry.ts);
+ * a sweep from cron covers the time none runs.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -56,6 +58,8 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
 
   for (const log of await root.tags.allLogs()) await root.compact(log);
   await root.invalidations.prune(now);
+  // Every page those logs name that had expired by now was found above, by its meta.
+  await root.expiry.prune(now);
   await root.store.removeStaleTemps();
   // Its records may have used the reserve on a full disk (invalidation.ts); set it aside again.
   await root.store.keepReserve();

@@ -49,7 +49,8 @@ async function startSite(site: Site, root: string): Promise<void> {
   site.root = root;
   site.events = [];
   site.version = 1;
-  site.cache = createCache({ root, log: () => undefined, onEvent: (event) => site.events.push(event) });
+  // Expired pages stay for sweep --refresh to find: no expiry timer here.
+  site.cache = createCache({ root, log: () => undefined, expiryCheckMs: 0, onEvent: (event) => site.events.push(event) });
   site.app = await startServer(readmeApp(site));
   site.nginx = await startNginx({ root, upstream: site.app.url });
 }

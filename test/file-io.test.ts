@@ -95,7 +95,7 @@ for (const mode of ['threadPool', 'blocking'] as const satisfies readonly IoMode
         const temp = root.store.openTemp();
         temp.write(Buffer.from(`page ${urlPath}`));
         const renderedAt = Date.now();
-        const response: StorableResponse = { tags: ['t'], expiresAt: null, mustBeUtf8: false, contentLength: undefined, lastModified: null };
+        const response: StorableResponse = { tags: ['t'], expiresAt: null, staleWhileRevalidateMs: 0, mustBeUtf8: false, contentLength: undefined, lastModified: null };
         const result = await root.commit(temp, entryFor(target.value, response, renderedAt, temp.bytes));
         assert.equal(result, { stored: true }, urlPath);
         assert.is(await fs.readFile(path.join(dir, target.value.file), 'utf8'), `page ${urlPath}`);

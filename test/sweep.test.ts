@@ -35,13 +35,14 @@ async function setUp(context: Context, options: { sweepIntervalMs?: number; maxR
   context.root = path.join(context.dir, 'cache');
   context.version = 1;
   context.failing = false;
-  context.cache = createCache({ root: context.root, log: () => undefined, ...options });
+  context.cache = createCache({ root: context.root, log: () => undefined, expiryCheckMs: 0, ...options });
   context.app = await startServer(context.cache.wrap(async (req, res) => {
     if (req.url === '/slow') await sleep(300);
     const headers = headersFor[req.url === '/expires' ? '/expires' : req.url ?? ''] ?? {};
     if (req.url === '/expires') {
-      // HTTP dates have whole seconds: a Date and an Expires one second apart give exactly 1 s to live.
-      const date = Math.floor(Date.now() / 1000) * 1000;
+      // HTTP dates have whole seconds: a Date and an Expires one second apart give exactly 1 s to live,
+      // from now when the Date is rounded up (a Date in the past would count as age, RFC 9111 4.2.3).
+      const date = Math.ceil(Date.now() / 1000) * 1000;
       headers.Date = new Date(date).toUTCString();
       headers.Expires = new Date(date + 1000).toUTCString();
     }

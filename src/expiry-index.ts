@@ -1,0 +1,189 @@
+/**
+ * The expiry index: every store of a page with an expiry appends `<expiresAt> <file>` to the log of the
+ * second it expires in, `.prerender/expiry/<hour>/<second>.log` (epoch hours and seconds). Every
+ * process with the cache reads the logs of the seconds that have come (expiry.ts acts on them), so a
+ * page stored by a crawl or another process is acted on by any of them, and a check costs a few stats
+ * plus the records of the pages expiring now, whatever the size of the cache (DESIGN.md invariant 7).
+ *
+ * A second's log is read for GRACE_S seconds after it has passed, since a writer may append to it a
+ * little late (it decided the second, then waited on the disk), then deleted by whichever reader gets
+ * there first: every reader acts on every record, so one having read it all is enough. Logs no reader
+ * saw (no process ran, or an append came later still) are picked up by a scan of the directory at start,
+ * every SCAN_MS, and when the directory is another one (a root reached through crawl --swap's `current`
+ * link now names another tree): only then is the directory listed.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { isErrno } from './errors.js';
+import { makeDirectories } from './store.js';
+
+/** How long after its second has passed a log is still read, then deleted. */
+export const GRACE_S = 5;
+/** How often the whole index is scanned for logs older than the grace (appends that came late). */
+const SCAN_MS = 60_000;
+
+export interface ExpiryRecord {
+  file: string;
+  expiresAt: number;
+}
+
+/** What this process has read of one second's log. */
+interface LogState {
+  identity: string;
+  offset: number;
+}
+
+export class ExpiryIndex {
+  readonly dir: string;
+  private readonly root: string;
+  private readonly hours = new Set<string>();
+  /** The first second whose log has not been read to the end and deleted; undefined before the first scan. */
+  private cursor: number | undefined;
+  private readonly logs = new Map<number, LogState>();
+  /** Records read whose time has not come yet (the current second's). */
+  private waiting: ExpiryRecord[] = [];
+  private scannedAt = 0;
+  /** `dev:ino` of the index directory at the last scan: another one (a crawl --swap made `current` another tree) is scanned at once. */
+  private identity: string | undefined;
+
+  constructor(stateDir: string, root: string) {
+    this.dir = path.join(stateDir, 'expiry');
+    this.root = root;
+  }
+
+  /**
+   * Notes that `file` expires at `expiresAt`. One that has already passed goes into the current
+   * second's log, which readers still read.
+   */
+  async record(file: string, expiresAt: number, now = Date.now()): Promise<void> {
+    const second = Math.floor(Math.max(expiresAt, now) / 1000);
+    const hourDir = path.join(this.dir, String(Math.floor(second / 3600)));
+    const log = path.join(hourDir, `${second}.log`);
+    // A leading newline keeps a record torn by a killed writer from running into the next one.
+    const text = `\n${expiresAt} ${JSON.stringify(file)}\n`;
+    if (!this.hours.has(hourDir)) {
+      await makeDirectories(hourDir, this.root);
+      this.hours.add(hourDir);
+    }
+    try {
+      await fs.appendFile(log, text, { mode: 0o644 });
+    } catch (error) {
+      // A reader removed the hour's directory when it emptied: make it again.
+      if (!isErrno(error, 'ENOENT')) throw error;
+      await makeDirectories(hourDir, this.root);
+      await fs.appendFile(log, text, { mode: 0o644 });
+    }
+  }
+
+  /**
+   * Records whose expiry is at or before `now` that this process has not returned before. Never
+   * creates anything on disk (a root deleted under a running process stays deleted).
+   */
+  async due(now = Date.now()): Promise<ExpiryRecord[]> {
+    const nowSecond = Math.floor(now / 1000);
+    const out: ExpiryRecord[] = [];
+    const stats = await fs.stat(this.dir).catch(() => undefined);
+    const identity = stats === undefined ? undefined : `${stats.dev}:${stats.ino}`;
+    if (this.cursor === undefined || now - this.scannedAt >= SCAN_MS || this.cursor < nowSecond - 3600 || identity !== this.identity) {
+      this.scannedAt = now;
+      this.identity = identity;
+      await this.scan(nowSecond - GRACE_S, out);
+      this.cursor = Math.max(this.cursor ?? -Infinity, nowSecond - GRACE_S);
+    }
+    const stillWaiting: ExpiryRecord[] = [];
+    for (const record of this.waiting) (record.expiresAt <= now ? out : stillWaiting).push(record);
+    this.waiting = stillWaiting;
+    for (let second = this.cursor; second <= nowSecond; second++) {
+      for (const record of await this.readNew(second)) (record.expiresAt <= now ? out : this.waiting).push(record);
+      if (second < nowSecond - GRACE_S) {
+        await this.drop(second);
+        this.cursor = second + 1;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Deletes the logs of seconds past the grace, unread: for a sweep, which finds every expired page by
+   * its meta anyway, so the index does not grow while no process runs.
+   */
+  async prune(now = Date.now()): Promise<void> {
+    await this.scan(Math.floor(now / 1000) - GRACE_S, []);
+  }
+
+  /** Reads (and deletes) every log of a second before `before`: the ones no reader has finished. */
+  private async scan(before: number, out: ExpiryRecord[]): Promise<void> {
+    for (const hour of await readdir(this.dir)) {
+      const hourNumber = Number(hour);
+      if (!Number.isSafeInteger(hourNumber) || hourNumber * 3600 >= before) continue;
+      const hourDir = path.join(this.dir, hour);
+      for (const name of await readdir(hourDir)) {
+        const second = Number(name.replace(/\.log$/, ''));
+        if (!name.endsWith('.log') || !Number.isSafeInteger(second) || second >= before) continue;
+        out.push(...(await this.readNew(second)));
+        await this.drop(second);
+      }
+      // Only once empty: a writer may be about to append to it.
+      await fs.rmdir(hourDir).catch(() => undefined);
+    }
+  }
+
+  private logPath(second: number): string {
+    return path.join(this.dir, String(Math.floor(second / 3600)), `${second}.log`);
+  }
+
+  /** The complete records appended to a second's log since this process last read it. */
+  private async readNew(second: number): Promise<ExpiryRecord[]> {
+    const file = this.logPath(second);
+    let handle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return [];
+      throw error;
+    }
+    let complete: Buffer;
+    try {
+      const stats = await handle.stat();
+      const identity = `${stats.dev}:${stats.ino}`;
+      let state = this.logs.get(second);
+      if (state === undefined || state.identity !== identity) {
+        state = { identity, offset: 0 };
+        this.logs.set(second, state);
+      }
+      if (stats.size <= state.offset) return [];
+      const buffer = Buffer.alloc(stats.size - state.offset);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, state.offset);
+      // Up to the last newline: a record being appended right now is read next time.
+      complete = buffer.subarray(0, bytesRead === 0 ? 0 : buffer.lastIndexOf(0x0a, bytesRead - 1) + 1);
+      state.offset += complete.length;
+    } finally {
+      await handle.close();
+    }
+    const records: ExpiryRecord[] = [];
+    for (const line of complete.toString('utf8').split('\n')) {
+      const match = /^(\d+) (".*")$/.exec(line);
+      if (match === null) continue;
+      try {
+        const file: unknown = JSON.parse(match[2] ?? '');
+        if (typeof file === 'string') records.push({ file, expiresAt: Number(match[1]) });
+      } catch {
+        // A torn record: its page is also in its meta, which sweep reads.
+      }
+    }
+    return records;
+  }
+
+  private async drop(second: number): Promise<void> {
+    this.logs.delete(second);
+    await fs.rm(this.logPath(second), { force: true }).catch(() => undefined);
+  }
+}
+
+async function readdir(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Acting on expiry while a process runs: the records the expiry index hands out (expiry-index.ts) are
+ * checked against each page's meta, and the pages still expired are removed like a purge removes them:
+ * the removal is recorded first (invalidation.ts), so a render that started before it, with the old
+ * data, cannot put the page back. A page stored again since with a later expiry (or none) is left
+ * alone: its meta says so. `prerender sweep` covers the time no process runs.
+ *
+ * A page stored with `stale-while-revalidate=N` (RFC 5861) is instead fetched again from the app, when
+ * the cache knows where the app is (`refreshOrigin`), and replaced in place while nginx goes on serving
+ * the old file. A refresh that fails is retried every RETRY_MS through the index (so any process may
+ * take it up) until N seconds past the expiry; then the page is removed as any other.
+ */
+import pLimit from 'p-limit';
+import type { CacheRoot } from './cache-root.js';
+import { fetchPage } from './fetch-page.js';
+import { targetFor } from './purge.js';
+
+/** Pages checked and removed at once (libuv's thread pool has 4 threads by default). */
+const REMOVE_CONCURRENCY = 8;
+/** How soon a failed stale-while-revalidate refresh is tried again. */
+const RETRY_MS = 1000;
+/** Refreshes in flight at once per cache; the app serves its clients meanwhile. */
+const REFRESH_CONCURRENCY = 4;
+const REFRESH_TIMEOUT_MS = 30_000;
+const REFRESH_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+export interface ExpireResult {
+  removed: string[];
+  /** Expired pages still within their stale-while-revalidate window: to be refreshed, not removed. */
+  stale: Array<{ file: string; urlPath: string; deadline: number }>;
+}
+
+/**
+ * Removes the pages among `files` whose meta says they have expired by `now`; with `revalidate`,
+ * pages within a stale-while-revalidate window are returned in `stale` instead.
+ */
+export async function expireFiles(root: CacheRoot, files: Iterable<string>, now = Date.now(), revalidate = false): Promise<ExpireResult> {
+  const result: ExpireResult = { removed: [], stale: [] };
+  const expired: string[] = [];
+  // A few at a time: a burst of pages expiring in one second must be gone within that second too.
+  const limit = pLimit(REMOVE_CONCURRENCY);
+  await Promise.all([...new Set(files)].map((file) => limit(async () => {
+    const meta = await expiredMeta(root, file, now);
+    if (meta === undefined) return;
+    const deadline = (meta.expiresAt ?? now) + (meta.staleWhileRevalidateMs ?? 0);
+    if (revalidate && deadline > now) result.stale.push({ file, urlPath: meta.urlPath, deadline });
+    else expired.push(file);
+  })));
+  if (expired.length === 0) return result;
+  await root.invalidations.recordFiles(expired, now);
+  await Promise.all(expired.map((file) => limit(async () => {
+    const inode = await root.store.inodeOf(file);
+    // Read again after the record: a write that began after `now` may have replaced the page since.
+    if (inode === undefined || (await expiredMeta(root, file, now)) === undefined) return;
+    if (await root.store.unplace(file, inode)) result.removed.push(file);
+  })));
+  return result;
+}
+
+async function expiredMeta(root: CacheRoot, file: string, now: number) {
+  const meta = await root.store.readMeta(file);
+  return meta !== undefined && meta.file === file && meta.expiresAt !== null && meta.expiresAt <= now ? meta : undefined;
+}
+
+export interface ExpiryTimerOptions {
+  intervalMs: number;
+  /** Where stale-while-revalidate refreshes are fetched; without it such pages are removed. */
+  refreshOrigin?: string;
+  warn(error: unknown): void;
+}
+
+/**
+ * The check a running cache makes every `intervalMs`: the records due in each root's index, acted on.
+ * One check at a time; refreshes run beside the checks (a slow app must not hold other pages' expiry
+ * up). A check that fails (a root deleted under the process) goes to `warn`; the next one tries again.
+ */
+export function expiryTimer(roots: ReadonlyArray<readonly [host: string | undefined, root: CacheRoot]>, options: ExpiryTimerOptions): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const refreshing = new Map<string, Promise<void>>();
+  const limit = pLimit(REFRESH_CONCURRENCY);
+  const origin = options.refreshOrigin;
+
+  const refresh = (root: CacheRoot, host: string | undefined, stale: ExpireResult['stale'][number]): void => {
+    const key = `${root.root}\u0000${stale.file}`;
+    if (origin === undefined || refreshing.has(key)) return;
+    const task = limit(async () => {
+      // First, so that a process that dies while refreshing still leaves the page to go at the deadline.
+      await root.expiry.record(stale.file, stale.deadline);
+      const target = targetFor(stale.file, stale.urlPath);
+      const timeoutMs = Math.max(1, Math.min(REFRESH_TIMEOUT_MS, stale.deadline - Date.now()));
+      const outcome = target === undefined
+        ? { outcome: 'skipped' as const }
+        : await fetchPage(root, target, { origin, timeoutMs, maxBodyBytes: REFRESH_MAX_BODY_BYTES, ...(host === undefined ? {} : { host }) });
+      // Stored: the new version's meta and expiry record replace the old. Otherwise try again soon;
+      // a record at the deadline removes the page (expireFiles sees its window has passed).
+      if (outcome.outcome !== 'stored') await root.expiry.record(stale.file, Math.min(Date.now() + RETRY_MS, stale.deadline));
+    }).catch(options.warn).finally(() => refreshing.delete(key));
+    refreshing.set(key, task);
+  };
+
+  const check = async (): Promise<void> => {
+    for (const [host, root] of roots) {
+      const now = Date.now();
+      const due = await root.expiry.due(now);
+      if (due.length === 0) continue;
+      const result = await expireFiles(root, due.map((record) => record.file), now, origin !== undefined);
+      for (const stale of result.stale) refresh(root, host, stale);
+    }
+  };
+  const timer = setInterval(() => {
+    running ??= check().catch(options.warn).finally(() => {
+      running = undefined;
+    });
+  }, options.intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+      await Promise.allSettled([...refreshing.values()]);
+    },
+  };
+}
