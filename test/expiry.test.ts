@@ -62,7 +62,8 @@ const running = suite<CachedSite & { overrides: Map<string, Record<string, strin
 setUpSuite(running, async (context) => {
   if (!hasNginx) return;
   context.overrides = new Map();
-  await startCachedSite(context, app(context.overrides));
+  // Without coalescing: a test asks the app again at once and needs a new render, not the shared one.
+  await startCachedSite(context, app(context.overrides), { coalesce: false });
 }, stopCachedSite);
 
 running('a reader loop through nginx: max-age and s-maxage pages stop being hits within 1 s of expiring', async (context) => {
