@@ -12,8 +12,9 @@ import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { splitAbsoluteUrl } from './url-path.js';
-import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
+import { purge, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
+import { checkFleetOptions, createFleetLink, type FleetOptions, type FleetPurgeOptions, type FleetPurgeResult } from './fleet/link.js';
 
 export interface CacheOptions {
   /** Directory nginx serves as its `root`. Created if missing. */
@@ -72,6 +73,12 @@ export interface CacheOptions {
    * @default 128
    */
   maxPendingStores?: number;
+  /**
+   * Several hosts: `purge()` publishes to the fleet's Redis stream (each host's `prerender agent`
+   * applies it) and, by default, waits until every live host has. Whether configured or not, a root
+   * that has an agent stores only while that agent is current (see the README, "Several hosts").
+   */
+  fleet?: FleetOptions;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /** Told about every store and skip; for metrics and debugging. */
@@ -95,7 +102,7 @@ export interface Cache {
    * Removes (or, with `refresh`, re-fetches in place) the selected files. Once it resolves, no render
    * that started before it can store its result.
    */
-  purge(selector: PurgeSelector, options?: PurgeOptions): Promise<PurgeResult>;
+  purge(selector: PurgeSelector, options?: FleetPurgeOptions): Promise<FleetPurgeResult>;
   /** Removes (or refreshes) expired files and compacts the index. */
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /** Resolves once every response captured so far has been stored or skipped. */
@@ -153,6 +160,7 @@ export function createCache(options: CacheOptions): Cache {
     : [[undefined, base]]);
   const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);
+  const fleet = createFleetLink([...roots.values()].map((root) => root.root), checkFleetOptions(options.fleet), (message) => (options.log ?? consoleLogger)(message));
   const pending = new Set<Promise<void>>();
   const commits = pLimit(STORE_CONCURRENCY);
   let reserved = 0;
@@ -183,6 +191,13 @@ export function createCache(options: CacheOptions): Cache {
     store(temp, target, response, renderedAt, host) {
       const root = rootFor(host);
       const bytes = temp.bytes;
+      const gate = fleet.verdict(root.root);
+      if (!gate.storing) {
+        void temp.discard();
+        reserved--;
+        options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `not storing: ${gate.reason}` });
+        return;
+      }
       // A few commits at a time: each is a dozen file operations and an fsync on libuv's small thread
       // pool, which the app shares; the rest wait their turn (bounded by maxPendingStores).
       const task = commits(() => root.commit(temp, entryFor(target, response, renderedAt, bytes))).then((result) => {
@@ -238,7 +253,7 @@ export function createCache(options: CacheOptions): Cache {
       attach(req, res, context);
       handler(req, res);
     },
-    purge: (selector, purgeOptions) => eachRoot(async (root, host) => {
+    purge: (selector, purgeOptions) => options.fleet !== undefined ? fleet.publish(selector, purgeOptions ?? {}) : eachRoot(async (root, host) => {
       const scoped = scopeToHost(selector, host);
       return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
     }),
@@ -256,6 +271,7 @@ export function createCache(options: CacheOptions): Cache {
       clearInterval(timer);
       await sweeping;
       await idle();
+      await fleet.close();
     },
   };
 }
