@@ -110,13 +110,24 @@ export function startAgent(options: AgentOptions): Agent {
     return out;
   };
 
+  // One CacheRoot per tree, by its real directory: a swap base's `current` names another tree after
+  // each switch, and a CacheRoot remembers what it set up on disk.
+  const opened = new Map<string, CacheRoot>();
+  const cacheRoot = async (tree: string): Promise<CacheRoot> => {
+    const real = await fs.realpath(tree).catch(() => tree);
+    let root = opened.get(real);
+    if (root === undefined) {
+      if (opened.size >= 4) opened.clear();
+      root = new CacheRoot(real);
+      opened.set(real, root);
+    }
+    await root.init();
+    return root;
+  };
+
   const dropTree = async (why: string): Promise<void> => {
     log(`${host}: ${why}: dropping the whole tree of ${base}, since it cannot know what it missed`);
-    for (const tree of await trees(true)) {
-      const root = new CacheRoot(tree);
-      await root.init();
-      await purge(root, { all: true });
-    }
+    for (const tree of await trees(true)) await purge(await cacheRoot(tree), { all: true });
   };
 
   const hasPages = async (): Promise<boolean> => {
@@ -159,11 +170,7 @@ export function startAgent(options: AgentOptions): Agent {
       return;
     }
     const refresh = entry.refresh === true && options.origin !== undefined ? { refresh: { origin: options.origin } } : {};
-    for (const tree of await trees(false)) {
-      const root = new CacheRoot(tree);
-      await root.init();
-      await purge(root, entry.selector, refresh);
-    }
+    for (const tree of await trees(false)) await purge(await cacheRoot(tree), entry.selector, refresh);
   };
 
   const loop = async (): Promise<void> => {
