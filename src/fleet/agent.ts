@@ -20,7 +20,7 @@ import { PrerenderError } from '../errors.js';
 import { purge } from '../purge.js';
 import { runFleetCrawl } from './agent-crawl.js';
 import { decodeEntry, type FleetEntry } from './entries.js';
-import { DEFAULT_MAX_SILENCE_MS, fleetDir, isSwapBase, readPosition, storingVerdict, writePosition, writeStatus, type AgentStatus } from './state.js';
+import { DEFAULT_MAX_SILENCE_MS, PositionFile, fleetDir, isSwapBase, readPosition, storingVerdict, writeStatus, type AgentStatus } from './state.js';
 import { FleetRedis, compareIds, missedEntries, redactUrl, type StreamEntry } from './stream.js';
 
 export interface AgentOptions {
@@ -53,6 +53,7 @@ export interface Agent {
 const BATCH = 100;
 const TRIM_EVERY_MS = 1_000;
 const RETRY_MS = 250;
+const STATUS_EVERY_MS = 200;
 /** Test hook: after applying this many entries (deleting), and before recording them, SIGKILL itself. */
 const KILL_HOOK = 'PRERENDER_AGENT_TEST_KILL_AFTER_APPLY';
 
@@ -88,13 +89,23 @@ export function startAgent(options: AgentOptions): Agent {
   let lastTrim = 0;
   let crawls: Promise<void> = Promise.resolve();
   let wake: (() => void) | undefined;
+  const positionFile = new PositionFile(dir);
+  let statusWrittenAt = 0;
+  let statusWritten = '';
 
   const status = (): AgentStatus => ({
     host, pid: process.pid, heartbeatAt: Date.now(), caughtUpAt, position, redis: redisUp ? 'up' : 'down', ...(note === undefined ? {} : { note }),
   });
   const beat = async (): Promise<void> => {
     const current = status();
-    await writeStatus(dir, current);
+    // The file the cache processes read (every 250 ms) is rewritten when what it says changes, and
+    // otherwise a few times a second: a heartbeat, not a log of every batch.
+    const says = `${current.redis} ${current.note ?? ''} ${current.caughtUpAt === 0}`;
+    if (says !== statusWritten || current.heartbeatAt - statusWrittenAt >= STATUS_EVERY_MS) {
+      await writeStatus(dir, current);
+      statusWritten = says;
+      statusWrittenAt = current.heartbeatAt;
+    }
     if (!redisUp) return;
     const verdict = storingVerdict(current, Date.now(), DEFAULT_MAX_SILENCE_MS);
     await redis.acknowledge(host, position, Date.now() + retentionMs, { ...current, storing: verdict.storing, root: base });
@@ -156,7 +167,7 @@ export function startAgent(options: AgentOptions): Agent {
     } else {
       position = recorded;
     }
-    await writePosition(dir, position);
+    await positionFile.write(position);
   };
 
   const apply = async (stream: StreamEntry): Promise<void> => {
@@ -212,7 +223,7 @@ export function startAgent(options: AgentOptions): Agent {
       const last = done > 0 ? entries[done - 1] : undefined;
       if (last !== undefined) {
         position = last.id;
-        await writePosition(dir, position);
+        await positionFile.write(position);
       }
       if (done === entries.length && entries.length < BATCH) caughtUpAt = sentAt;
       try {
@@ -249,6 +260,7 @@ export function startAgent(options: AgentOptions): Agent {
       note = 'the agent stopped';
       await writeStatus(dir, status()).catch(() => undefined);
       await redis.close();
+      await positionFile.close();
     }
   })();
 

@@ -17,7 +17,7 @@ export interface FleetPublishResult {
   pending: string[];
 }
 
-const POLL_MS = 5;
+const POLL_MS = 2;
 
 export async function publishEntry(redis: FleetRedis, entry: FleetEntry): Promise<string> {
   try {

@@ -145,6 +145,8 @@ export class FleetRedis {
   private readonly persistent: boolean;
   private readonly onConnection: ((up: boolean) => void) | undefined;
   private closed = false;
+  /** What the socket last said (ECONNREFUSED ...): ioredis's own rejections only say "closed". */
+  private lastError: string | undefined;
 
   constructor(url: string, options: FleetRedisOptions = {}) {
     this.url = checkRedisUrl(url);
@@ -161,13 +163,17 @@ export class FleetRedis {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       connectTimeout: COMMAND_TIMEOUT_MS,
+      // How long a closing socket may linger (ioredis default 2 s): a one-shot CLI would wait it out.
+      disconnectTimeout: 100,
       commandTimeout: COMMAND_TIMEOUT_MS,
       blockingTimeout: COMMAND_TIMEOUT_MS,
       blockingTimeoutGrace: BLOCK_GRACE_MS,
       retryStrategy: this.persistent ? (times: number) => Math.min(50 * times, 500) : () => null,
     });
     // Errors surface through the calls that hit them; without a listener ioredis prints each one.
-    client.on('error', () => undefined);
+    client.on('error', (error: Error) => {
+      this.lastError = error.message;
+    });
     client.on('close', () => {
       if (client === this.client) this.onConnection?.(false);
     });
@@ -329,7 +335,9 @@ export class FleetRedis {
         stale.disconnect(false);
       }
       promise.catch(() => undefined);
-      const reason = error instanceof Error ? error.message : String(error);
+      const said = this.lastError;
+      this.lastError = undefined;
+      const reason = `${error instanceof Error ? error.message.replace(/\.$/, '') : String(error)}${said === undefined ? '' : ` (${said})`}`;
       throw new PrerenderError('EREDIS', `Redis at ${redactUrl(this.url)}: ${what} failed: ${reason}`, { cause: error });
     } finally {
       clearTimeout(timer);
