@@ -327,6 +327,18 @@ trimmed('the stopped host counts as gone after the retention, the stream is trim
   assert.equal(after.applied.sort(), ['host1', 'host2']);
 });
 
+trimmed('a Redis that lost its data (restarted without its append-only file): every host drops its tree', async (fleet) => {
+  const root = new CacheRoot(fleet.roots[0] as string, { durable: false });
+  for (let page = 0; page < 3; page++) await storePage(root, `/lost${page}`, []);
+  await fleet.redis.kill();
+  await fs.rm(path.join(fleet.redis.dir, 'appendonlydir'), { recursive: true, force: true });
+  await fleet.redis.restart();
+  for (const agent of fleet.agents) await waitForLog(agent, /not the one this host applied up to .*dropping the whole tree/);
+  assert.equal(await listFiles(fleet.roots[0] as string), []);
+  const result = await publishPurge(fleet.link, { paths: ['/again'] }, { waitMs: 10_000 });
+  assert.equal(result.applied.sort(), ['host1', 'host2']);
+});
+
 trimmed.run();
 
 // --- Redis SIGKILLed and restarted mid-stream

@@ -20,7 +20,7 @@ import { PrerenderError } from '../errors.js';
 import { purge } from '../purge.js';
 import { runFleetCrawl } from './agent-crawl.js';
 import { decodeEntry, type FleetEntry } from './entries.js';
-import { DEFAULT_MAX_SILENCE_MS, PositionFile, fleetDir, isSwapBase, readPosition, storingVerdict, writeStatus, type AgentStatus } from './state.js';
+import { DEFAULT_MAX_SILENCE_MS, PositionFile, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeStatus, type AgentStatus } from './state.js';
 import { FleetRedis, compareIds, missedEntries, redactUrl, type StreamEntry } from './stream.js';
 
 export interface AgentOptions {
@@ -83,6 +83,7 @@ export function startAgent(options: AgentOptions): Agent {
   let applied = 0;
   let stopping = false;
   let position = '0-0';
+  let epoch = '';
   let caughtUpAt = 0;
   let redisUp = false;
   let note: string | undefined;
@@ -153,10 +154,15 @@ export function startAgent(options: AgentOptions): Agent {
   const checkContinuity = async (): Promise<void> => {
     // Live first, so no trim runs past this host between the check and its first read.
     await redis.heartbeat(host, Date.now() + retentionMs, { ...status(), storing: false, root: base });
+    const current = await redis.epoch();
     const info = await redis.info();
-    const recorded = await readPosition(dir);
+    const record = await readPositionRecord(dir);
+    const recorded = record?.id;
     if (recorded === undefined) {
       if (await hasPages()) await dropTree('no record of how far this tree applied the purge stream');
+      position = info.lastId;
+    } else if (record?.epoch !== current) {
+      await dropTree(`the purge stream in Redis is not the one this host applied up to ${recorded} (Redis lost its data, or this is another Redis)`);
       position = info.lastId;
     } else if ((!info.exists && recorded !== '0-0') || compareIds(info.lastId, recorded) < 0) {
       await dropTree(`Redis no longer holds the purge stream up to ${recorded}, where this host stopped (it lost its data?)`);
@@ -167,7 +173,8 @@ export function startAgent(options: AgentOptions): Agent {
     } else {
       position = recorded;
     }
-    await positionFile.write(position);
+    epoch = current;
+    await positionFile.write(position, epoch);
   };
 
   const apply = async (stream: StreamEntry): Promise<void> => {
@@ -223,7 +230,7 @@ export function startAgent(options: AgentOptions): Agent {
       const last = done > 0 ? entries[done - 1] : undefined;
       if (last !== undefined) {
         position = last.id;
-        await positionFile.write(position);
+        await positionFile.write(position, epoch);
       }
       if (done === entries.length && entries.length < BATCH) caughtUpAt = sentAt;
       try {

@@ -59,26 +59,38 @@ export function hasAgent(root: string): boolean {
   return existsSync(path.join(fleetDir(root), STATUS_FILE));
 }
 
-/** One fixed-size record, `<id> <check>`, padded: rewritten in place, it never changes length. */
-const POSITION_BYTES = 64;
+/**
+ * One fixed-size record, `<id> <epoch> <check>`, padded: rewritten in place, it never changes length.
+ * The epoch names the stream it is a position in (stream.ts `epoch`).
+ */
+const POSITION_BYTES = 80;
 
-function positionRecord(id: string): Buffer {
+export interface PositionRecord {
+  id: string;
+  epoch: string;
+}
+
+function positionRecord(id: string, epoch: string): Buffer {
   const record = Buffer.alloc(POSITION_BYTES, ' ');
-  record.write(`${id} ${createHash('sha1').update(id).digest('hex').slice(0, 12)}`);
+  record.write(`${id} ${epoch} ${createHash('sha1').update(`${id} ${epoch}`).digest('hex').slice(0, 12)}`);
   record[POSITION_BYTES - 1] = 0x0a;
   return record;
 }
 
 /**
- * The position file's ID, or undefined when it is missing or does not check out (a torn write): the
- * agent then treats the tree as one that cannot know what it applied.
+ * The position file's record, or undefined when it is missing or does not check out (a torn write):
+ * the agent then treats the tree as one that cannot know what it applied.
  */
-export async function readPosition(dir: string): Promise<string | undefined> {
+export async function readPositionRecord(dir: string): Promise<PositionRecord | undefined> {
   const text = await fs.readFile(path.join(dir, POSITION_FILE), 'utf8').catch(() => undefined);
-  const match = /^(\d+-\d+) ([0-9a-f]{12}) *\n$/.exec(text ?? '');
+  const match = /^(\d+-\d+) ([0-9a-f]{1,32}) [0-9a-f]{12} *\n$/.exec(text ?? '');
   if (match === null) return undefined;
-  const id = match[1] as string;
-  return positionRecord(id).toString('utf8') === text ? id : undefined;
+  const [id, epoch] = [match[1] as string, match[2] as string];
+  return positionRecord(id, epoch).toString('utf8') === text ? { id, epoch } : undefined;
+}
+
+export async function readPosition(dir: string): Promise<string | undefined> {
+  return (await readPositionRecord(dir))?.id;
 }
 
 /**
@@ -91,15 +103,15 @@ export class PositionFile {
 
   constructor(private readonly dir: string) {}
 
-  async write(id: string): Promise<void> {
+  async write(id: string, epoch: string): Promise<void> {
     if (this.handle === undefined) {
       const file = path.join(this.dir, POSITION_FILE);
       if ((await fs.stat(file).catch(() => undefined))?.size !== POSITION_BYTES) {
-        await writeFileAtomic(this.dir, POSITION_FILE, positionRecord(id).toString('utf8'), true);
+        await writeFileAtomic(this.dir, POSITION_FILE, positionRecord(id, epoch).toString('utf8'), true);
       }
       this.handle = await fs.open(file, 'r+');
     }
-    await this.handle.write(positionRecord(id), 0, POSITION_BYTES, 0);
+    await this.handle.write(positionRecord(id, epoch), 0, POSITION_BYTES, 0);
     await this.handle.datasync();
   }
 

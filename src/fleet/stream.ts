@@ -8,6 +8,7 @@
  * a known report against Redis clients, and an agent that hangs silently would keep its host storing
  * past purges it never saw. On such a timeout the connection is dropped and made again.
  */
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { PrerenderError } from '../errors.js';
 
@@ -16,6 +17,7 @@ export const KEYS = {
   applied: 'prerender:applied',
   live: 'prerender:live',
   status: 'prerender:status',
+  epoch: 'prerender:epoch',
   crawl: (entryId: string) => `prerender:crawl:${entryId}`,
 } as const;
 
@@ -248,6 +250,21 @@ export class FleetRedis {
       length: Number(field('length') ?? 0),
       entriesAdded: Number(field('entries-added') ?? 0),
     };
+  }
+
+  /**
+   * A random name for this Redis's stream, made by the first agent that asks and kept with the data:
+   * a Redis that lost its data (restarted without its append-only file) loses it too, so an agent
+   * whose recorded epoch differs knows its position means nothing here.
+   */
+  async epoch(): Promise<string> {
+    const [, got] = await this.call(() => this.client.multi()
+      .set(KEYS.epoch, randomBytes(8).toString('hex'), 'NX')
+      .get(KEYS.epoch)
+      .exec(), 'MULTI') ?? [];
+    const value = got?.[1];
+    if (typeof value !== 'string') throw new PrerenderError('EREDIS', `Redis at ${redactUrl(this.url)} did not return the stream's epoch`);
+    return value;
   }
 
   /** Records a host's applied position, liveness and status in one transaction. */
