@@ -334,6 +334,8 @@ trimmed('a Redis that lost its data (restarted without its append-only file): ev
   await fs.rm(path.join(fleet.redis.dir, 'appendonlydir'), { recursive: true, force: true });
   await fleet.redis.restart();
   for (const agent of fleet.agents) await waitForLog(agent, /not the one this host applied up to .*dropping the whole tree/);
+  // The log line comes first, then the tree goes, then the agent reads on.
+  for (const agent of fleet.agents) await waitForLog(agent, /dropping the whole tree[^\n]*\n[^\n]*connected to/);
   assert.equal(await listFiles(fleet.roots[0] as string), []);
   const result = await publishPurge(fleet.link, { paths: ['/again'] }, { waitMs: 10_000 });
   assert.equal(result.applied.sort(), ['host1', 'host2']);

@@ -19,7 +19,7 @@ import { CacheRoot } from '../cache-root.js';
 import { PrerenderError } from '../errors.js';
 import { purge } from '../purge.js';
 import { runFleetCrawl } from './agent-crawl.js';
-import { decodeEntry, type FleetEntry } from './entries.js';
+import { decodeEntry, type FleetEntry, type PurgeEntry } from './entries.js';
 import { DEFAULT_MAX_SILENCE_MS, PositionFile, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeStatus, type AgentStatus } from './state.js';
 import { FleetRedis, compareIds, missedEntries, redactUrl, type StreamEntry } from './stream.js';
 
@@ -177,8 +177,45 @@ export function startAgent(options: AgentOptions): Agent {
     await positionFile.write(position, epoch);
   };
 
-  const apply = async (stream: StreamEntry): Promise<void> => {
-    const entry: FleetEntry | { invalid: string } = decodeEntry(stream.body);
+  /**
+   * Consecutive plain purges of a batch are applied as one purge() of their union (one journal
+   * append, one pass over the tree), with the same effect as one after another. An `all`, a refresh,
+   * a crawl or a second prefix starts a new group.
+   */
+  const applyGroup = async (streams: readonly StreamEntry[]): Promise<void> => {
+    const entries = streams.map((stream) => decodeEntry(stream.body));
+    const first = entries[0];
+    if (streams.length === 1 || first === undefined) {
+      if (streams[0] !== undefined && first !== undefined) await apply(streams[0], first);
+      return;
+    }
+    const paths: string[] = [];
+    const tags: string[] = [];
+    let prefix: string | undefined;
+    for (const entry of entries) {
+      if (!mergeable(entry)) throw new Error('a group holds an entry that cannot be merged');
+      paths.push(...(entry.selector.paths ?? []));
+      tags.push(...(entry.selector.tags ?? []));
+      prefix ??= entry.selector.prefix;
+    }
+    const selector = { ...(paths.length > 0 ? { paths } : {}), ...(tags.length > 0 ? { tags } : {}), ...(prefix === undefined ? {} : { prefix }) };
+    for (const tree of await trees(false)) await purge(await cacheRoot(tree), selector);
+  };
+
+  /** How many entries from `start` form the next group, at most `limit`. */
+  const groupLength = (streams: readonly StreamEntry[], start: number, limit: number): number => {
+    let prefixes = 0;
+    let length = 0;
+    while (start + length < streams.length && length < limit) {
+      const entry = decodeEntry((streams[start + length] as StreamEntry).body);
+      if (!mergeable(entry)) return length === 0 ? 1 : length;
+      if (entry.selector.prefix !== undefined && ++prefixes > 1) break;
+      length++;
+    }
+    return Math.max(1, length);
+  };
+
+  const apply = async (stream: StreamEntry, entry: FleetEntry | { invalid: string }): Promise<void> => {
     if ('invalid' in entry) {
       log(`${host}: skipping entry ${stream.id}: ${entry.invalid}`);
       return;
@@ -213,12 +250,13 @@ export function startAgent(options: AgentOptions): Agent {
       }
       let done = 0;
       try {
-        for (const entry of entries) {
-          await apply(entry);
-          done++;
-          applied++;
+        while (done < entries.length) {
+          const length = groupLength(entries, done, killAfter > applied ? killAfter - applied : Infinity);
+          await applyGroup(entries.slice(done, done + length));
+          done += length;
+          applied += length;
           if (killAfter > 0 && applied === killAfter) {
-            await fs.writeFile(path.join(dir, 'killed-after-apply'), entry.id);
+            await fs.writeFile(path.join(dir, 'killed-after-apply'), (entries[done - 1] as StreamEntry).id);
             process.kill(process.pid, 'SIGKILL');
           }
         }
@@ -279,4 +317,8 @@ export function startAgent(options: AgentOptions): Agent {
       await stopped;
     },
   };
+}
+
+function mergeable(entry: FleetEntry | { invalid: string }): entry is PurgeEntry {
+  return 'kind' in entry && entry.kind === 'purge' && entry.refresh !== true && entry.selector.all !== true;
 }
