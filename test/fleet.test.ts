@@ -14,7 +14,7 @@ import { publishPurge } from '../src/fleet/publish.js';
 import { agentCheck } from '../src/fleet/status.js';
 import { fleetDir, readPosition, readStatus } from '../src/fleet/state.js';
 import { FleetRedis, compareIds } from '../src/fleet/stream.js';
-import { freePort, listFiles, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
+import { freePort, listFiles, nginxAvailable, startNginx, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
 import { redisAvailable, startAgentProcess, startRedis, waitForLog, type AgentProcess, type RedisServer } from './redis-helpers.js';
 
 const hasRedis = redisAvailable();
@@ -318,6 +318,30 @@ trimmed('the stopped host counts as gone after the retention, the stream is trim
   const status = JSON.parse((await runCli(['fleet', 'status', '--redis', fleet.redis.url, '--json'])).stdout) as { hosts: Array<{ host: string; live: boolean; storing: boolean }> };
   assert.equal(status.hosts.find((host) => host.host === 'host2'), { ...status.hosts.find((host) => host.host === 'host2'), live: false, storing: false });
 
+  if (nginxAvailable()) {
+    // doctor on each host: the stopped agent fails the fleet check (and says what to do), the running one passes.
+    const app = await startServer((_req, res) => res.writeHead(404).end());
+    try {
+      for (const [root, ok] of [[fleet.roots[0] as string, true], [gone, false]] as const) {
+        const nginx = await startNginx({ root, upstream: app.url });
+        try {
+          const result = await runCli(['doctor', '--url', nginx.url, '--root', root, '--json']);
+          const report = JSON.parse(result.stdout) as { checks: Array<{ check: string; ok: boolean; fix?: string }> };
+          const check = report.checks.find((entry) => entry.check.startsWith('the fleet agent'));
+          assert.is(check?.ok, ok, result.stdout);
+          if (!ok) {
+            assert.is(result.code, 1);
+            assert.match(check?.fix ?? '', /prerender agent/);
+          }
+        } finally {
+          await nginx.stop();
+        }
+      }
+    } finally {
+      await app.close();
+    }
+  }
+
   const back = startAgentProcess(gone, fleet.redis.url, 'host2', { args: ['--retention', '1500'] });
   fleet.agents[1] = back;
   await waitForLog(back, 'connected to');
@@ -430,14 +454,28 @@ unreachable('the CLI fails with exit 1 and says the purge was not published; the
   assert.is(env.code, 1);
   assert.match(env.stderr, /NOT published/);
   const dir = await tempDir();
-  const cache = createCache({ root: path.join(dir, 'cache'), fleet: { redis: url }, log: () => undefined });
+  const events: string[] = [];
+  const cache = createCache({
+    root: path.join(dir, 'cache'), fleet: { redis: url }, log: () => undefined,
+    onEvent: (event) => events.push(event.type === 'stored' ? 'stored' : event.reason),
+  });
+  const app = await startServer(cache.wrap((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<p>page</p>');
+  }));
   try {
     await cache.purge({ tags: ['a'] });
     assert.unreachable('Redis is down');
   } catch (error) {
     assert.instance(error, PrerenderError);
     assert.is((error as PrerenderError).code, 'EREDIS');
+    // A cache configured for a fleet whose agent never reported stores nothing.
+    await request(app.port, '/page');
+    await cache.idle();
+    assert.equal(events, ['not storing: its fleet agent has not reported (is `prerender agent` running for this root?)']);
+    assert.equal(await listFiles(path.join(dir, 'cache')), []);
   } finally {
+    await app.close();
     await cache.close();
     await removeDir(dir);
   }
@@ -452,6 +490,12 @@ unreachable('bad input is refused before anything is published', async () => {
   assert.is(dotted.code, 2);
   const noRedis = await runCli(['purge', '/x', '--wait', '100']);
   assert.is(noRedis.code, 2);
+  const agentId = await runCli(['agent', '--root', '/tmp', '--redis', `redis://127.0.0.1:${port}`, '--id', 'a b']);
+  assert.is(agentId.code, 2);
+  assert.match(agentId.stderr, /--id "a b" must be/);
+  const agentRedis = await runCli(['agent', '--root', '/tmp']);
+  assert.is(agentRedis.code, 2);
+  assert.match(agentRedis.stderr, /--redis needs the fleet's Redis URL/);
   assert.throws(() => createCache({ root: '/tmp/x', fleet: { redis: 'localhost:6379' } }), /fleet\.redis/);
 });
 
