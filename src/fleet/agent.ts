@@ -267,8 +267,17 @@ export function startAgent(options: AgentOptions): Agent {
       }
       const last = done > 0 ? entries[done - 1] : undefined;
       if (last !== undefined) {
-        position = last.id;
-        await positionFile.write(position, epoch);
+        try {
+          await positionFile.write(last.id, epoch);
+          position = last.id;
+        } catch (error) {
+          // Not recorded, so not acknowledged: the entries are applied again once the disk takes it.
+          note = `cannot record the position: ${(error as Error).message}`;
+          log(`${host}: ${note}; this host stops storing until it can`);
+          await writeStatus(dir, status()).catch(() => undefined);
+          await pause(1_000);
+          continue;
+        }
       }
       if (done === entries.length && entries.length < BATCH) caughtUpAt = sentAt;
       try {
