@@ -63,7 +63,7 @@ async function startFleet(fleet: Fleet, hosts: number, args: string[] = []): Pro
 
 async function stopFleet(fleet: Partial<Fleet>): Promise<void> {
   await fleet.link?.close();
-  for (const agent of fleet.agents ?? []) await agent.stop();
+  await Promise.all((fleet.agents ?? []).map((agent) => agent.stop()));
   await fleet.redis?.stop();
   if (fleet.dir !== undefined) await removeDir(fleet.dir);
 }
@@ -453,6 +453,9 @@ unreachable('the CLI fails with exit 1 and says the purge was not published; the
   const env = await runCli(['purge', '--tag', 'a'], { env: { PRERENDER_REDIS: url } });
   assert.is(env.code, 1);
   assert.match(env.stderr, /NOT published/);
+  const crawl = await runCli(['crawl', '-', '--fleet', '--wait', '1000'], { env: { PRERENDER_REDIS: url }, input: '/a\n' });
+  assert.is(crawl.code, 1);
+  assert.match(crawl.stderr, /Redis at .*the crawl was NOT published/);
   const dir = await tempDir();
   const events: string[] = [];
   const cache = createCache({

@@ -101,7 +101,10 @@ export async function fleetCrawl(io: FleetCliIO, source: string, options: { redi
     : { kind: 'crawl' as const, list: (await readSource(source, io.stdin)).toString('base64'), concurrency: options.concurrency, at: Date.now() };
   const redis = new FleetRedis(url);
   try {
-    const live = (await redis.hosts()).filter((host) => host.liveUntil !== undefined && host.liveUntil >= Date.now()).map((host) => host.id);
+    const known = await redis.hosts().catch((error: unknown) => {
+      throw new PrerenderError('EREDIS', `${(error as Error).message}: the crawl was NOT published to the fleet`, { cause: error });
+    });
+    const live = known.filter((host) => host.liveUntil !== undefined && host.liveUntil >= Date.now()).map((host) => host.id);
     const id = await publishEntry(redis, entry);
     if (waitMs === 0) {
       io.stdout(options.json === true ? `${JSON.stringify({ published: id, hosts: live })}\n` : `published crawl ${id} to ${redactUrl(url)} for ${live.length} live hosts (not waiting: add --wait)\n`);

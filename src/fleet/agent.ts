@@ -82,6 +82,7 @@ export function startAgent(options: AgentOptions): Agent {
   const killAfter = Number(process.env[KILL_HOOK] ?? 0);
   let applied = 0;
   let stopping = false;
+  let applying = false;
   let position = '0-0';
   let epoch = '';
   let caughtUpAt = 0;
@@ -241,6 +242,7 @@ export function startAgent(options: AgentOptions): Agent {
         }
         entries = await redis.read(position, blockMs, BATCH);
       } catch (error) {
+        if (stopping) break;
         if (redisUp || note === undefined) log(`${host}: cannot read the purge stream: ${(error as Error).message}; this host stops storing until it can`);
         redisUp = false;
         note = (error as Error).message;
@@ -249,6 +251,7 @@ export function startAgent(options: AgentOptions): Agent {
         continue;
       }
       let done = 0;
+      applying = true;
       try {
         while (done < entries.length) {
           const length = groupLength(entries, done, killAfter > applied ? killAfter - applied : Infinity);
@@ -265,6 +268,7 @@ export function startAgent(options: AgentOptions): Agent {
         note = `cannot apply entry ${entries[done]?.id ?? '?'}: ${(error as Error).message}`;
         log(`${host}: ${note}; retrying, and this host stops storing meanwhile`);
       }
+      applying = false;
       const last = done > 0 ? entries[done - 1] : undefined;
       if (last !== undefined) {
         try {
@@ -323,6 +327,8 @@ export function startAgent(options: AgentOptions): Agent {
     async stop() {
       stopping = true;
       wake?.();
+      // Ends a blocking read at once; an entry being applied is finished and recorded first.
+      if (!applying) await redis.close();
       await stopped;
     },
   };

@@ -177,7 +177,7 @@ export class FleetRedis {
       this.lastError = error.message;
     });
     client.on('close', () => {
-      if (client === this.client) this.onConnection?.(false);
+      if (client === this.client && !this.closed) this.onConnection?.(false);
     });
     client.on('ready', () => {
       if (client === this.client) this.onConnection?.(true);
