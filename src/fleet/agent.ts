@@ -90,6 +90,7 @@ export function startAgent(options: AgentOptions): Agent {
   let note: string | undefined;
   let lastTrim = 0;
   let crawls: Promise<void> = Promise.resolve();
+  let crawling = 0;
   let wake: (() => void) | undefined;
   const positionFile = new PositionFile(dir);
   let statusWrittenAt = 0;
@@ -222,7 +223,12 @@ export function startAgent(options: AgentOptions): Agent {
       return;
     }
     if (entry.kind === 'crawl') {
-      crawls = crawls.then(() => runFleetCrawl({ base, dir, host, entryId: stream.id, entry, redis, log, ...(options.origin === undefined ? {} : { origin: options.origin }) }));
+      crawling++;
+      crawls = crawls
+        .then(() => runFleetCrawl({ base, dir, host, entryId: stream.id, entry, redis, log, ...(options.origin === undefined ? {} : { origin: options.origin }) }))
+        .finally(() => {
+          crawling--;
+        });
       return;
     }
     const refresh = entry.refresh === true && options.origin !== undefined ? { refresh: { origin: options.origin } } : {};
@@ -327,8 +333,9 @@ export function startAgent(options: AgentOptions): Agent {
     async stop() {
       stopping = true;
       wake?.();
-      // Ends a blocking read at once; an entry being applied is finished and recorded first.
-      if (!applying) await redis.close();
+      // Ends a blocking read at once; an entry being applied is finished and recorded first, and a
+      // crawl in progress finishes and reports.
+      if (!applying && crawling === 0) await redis.close();
       await stopped;
     },
   };
