@@ -17,8 +17,9 @@ import { ENCODINGS, type Encoding } from './precompress.js';
 import { parseOrigin } from './origin.js';
 import { DEFAULT_SAFE_METHODS } from './unsafe.js';
 import { splitAbsoluteUrl } from './url-path.js';
-import { purge, type PurgeOptions, type PurgeResult, type PurgeSelector } from './purge.js';
+import { purge, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
+import { checkFleetOptions, createFleetLink, type FleetOptions, type FleetPurgeOptions, type FleetPurgeResult } from './fleet/link.js';
 
 export interface CacheOptions {
   /** Directory nginx serves as its `root`. Created if missing. */
@@ -101,6 +102,12 @@ export interface CacheOptions {
    * @default ['GET', 'HEAD', 'OPTIONS', 'TRACE']
    */
   safeMethods?: readonly string[];
+  /**
+   * Several hosts: `purge()` publishes to the fleet's Redis stream (each host's `prerender agent`
+   * applies it) and, by default, waits until every live host has. Whether configured or not, a root
+   * that has an agent stores only while that agent is current (see the README, "Several hosts").
+   */
+  fleet?: FleetOptions;
   /** Where warnings go (throttled per kind of fault). @default stderr */
   log?: Logger;
   /**
@@ -135,7 +142,7 @@ export interface Cache {
    * Removes (or, with `refresh`, re-fetches in place) the selected files. Once it resolves, no render
    * that started before it can store its result.
    */
-  purge(selector: PurgeSelector, options?: PurgeOptions): Promise<PurgeResult>;
+  purge(selector: PurgeSelector, options?: FleetPurgeOptions): Promise<FleetPurgeResult>;
   /** Removes (or refreshes) expired files and compacts the index. */
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /**
@@ -219,6 +226,7 @@ export function createCache(options: CacheOptions): Cache {
     : [[undefined, base]]);
   const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);
+  const fleet = createFleetLink([...roots.values()].map((root) => root.root), checkFleetOptions(options.fleet), (message) => (options.log ?? consoleLogger)(message));
   const pending = new Set<Promise<void>>();
   const commits = pLimit(STORE_CONCURRENCY);
   let reserved = 0;
@@ -241,6 +249,11 @@ export function createCache(options: CacheOptions): Cache {
       const root = multiSite ? (host === undefined ? undefined : roots.get(host)) : base;
       if (root === undefined) return;
       try {
+        // On a fleet the other hosts hold the same page: the invalidation travels like any purge.
+        if (options.fleet !== undefined && !multiSite) {
+          await fleet.publish({ paths: targets }, {});
+          return;
+        }
         await root.store.init();
         await purge(root, { paths: targets });
       } catch (error) {
@@ -267,6 +280,13 @@ export function createCache(options: CacheOptions): Cache {
     store(temp, target, response, renderedAt, host) {
       const root = rootFor(host);
       const bytes = temp.bytes;
+      const gate = fleet.verdict(root.root);
+      if (!gate.storing) {
+        void temp.discard();
+        reserved--;
+        options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `not storing: ${gate.reason}` });
+        return;
+      }
       // A few commits at a time: each is a dozen file operations and an fsync on libuv's small thread
       // pool, which the app shares; the rest wait their turn (bounded by maxPendingStores).
       const task = commits(() => root.commit(temp, entryFor(target, response, renderedAt, bytes))).then((result) => {
@@ -336,6 +356,7 @@ export function createCache(options: CacheOptions): Cache {
     middleware: () => (req, res, next) => run(req, res, () => next?.()),
     wrap: (handler) => (req, res) => run(req, res, () => handler(req, res)),
     purge: async (selector, purgeOptions) => {
+      if (options.fleet !== undefined) return fleet.publish(selector, purgeOptions ?? {});
       const result = await eachRoot(async (root, host) => {
         const scoped = scopeToHost(selector, host);
         return scoped === undefined ? undefined : purge(root, scoped, purgeOptions);
@@ -362,6 +383,7 @@ export function createCache(options: CacheOptions): Cache {
       await expiry?.stop();
       await sweeping;
       await idle();
+      await fleet.close();
     },
   };
 }

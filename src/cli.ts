@@ -21,6 +21,7 @@ import { sweep } from './sweep.js';
 import type { CommandContext } from './cli/context.js';
 import { registerExport } from './cli/export.js';
 import { registerStats } from './cli/stats.js';
+import { fleetCrawl, fleetPurge, redisOption, registerFleetCommands } from './cli/fleet.js';
 
 export interface CliIO {
   stdout: (text: string) => void;
@@ -90,7 +91,11 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--concurrency <n>', 'refreshes at once', '8')
     .option('--json', 'print a machine-readable report on stdout')
     .addOption(rootOption())
+    .addOption(redisOption(io.env))
+    .option('--wait <ms>', 'with --redis: return once every live host applied it, fail naming those that did not')
     .action(async (paths: string[], options: PurgeCliOptions) => {
+      if (options.redis !== undefined && options.dryRun !== true) return fleetPurgeAction(paths, options);
+      if (options.wait !== undefined) throw new PrerenderError('EUSAGE', '--wait is only used with --redis (or $PRERENDER_REDIS)');
       const refresh = refreshOption(options);
       const selector = {
         paths,
@@ -110,10 +115,23 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       if (result.failed.length > 0) exitCode = 1;
     });
 
+  const fleetPurgeAction = async (paths: string[], options: PurgeCliOptions): Promise<void> => {
+    if (options.origin !== undefined) throw new PrerenderError('EUSAGE', '--origin is not used with --redis: each host\'s agent refreshes from its own --origin');
+    await fleetPurge(io, options.redis ?? '', {
+      paths,
+      ...(options.tag === undefined ? {} : { tags: options.tag }),
+      ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+      ...(options.all === true ? { all: true } : {}),
+    }, { ...(options.wait === undefined ? {} : { wait: options.wait }), json: options.json === true, refresh: options.refresh === true });
+  };
+
   program.command('crawl')
     .description('fetch every page of a URL list or sitemap from the app and store it')
     .argument('<source>', 'URL list file, sitemap (.xml, .xml.gz, or URL), or - for stdin')
-    .requiredOption('--origin <url>', 'the app to fetch from, e.g. http://127.0.0.1:3000')
+    .option('--origin <url>', 'the app to fetch from, e.g. http://127.0.0.1:3000 (required unless --fleet)')
+    .option('--fleet', 'publish the crawl to the fleet: each host\'s agent crawls its own app into a new --swap generation')
+    .addOption(redisOption(io.env))
+    .option('--wait [ms]', 'with --fleet: wait for every live host and report each (default: an hour)')
     .option('--concurrency <n>', 'requests at once', '8')
     .option('--retries <n>', 'extra attempts after network errors, 5xx and 429', '2')
     .option('--timeout <ms>', 'per request', '30000')
@@ -124,13 +142,20 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--json', 'print a machine-readable report on stdout')
     .addOption(rootOption())
     .action(async (source: string, options: CrawlCliOptions) => {
+      if (options.fleet === true) {
+        exitCode = await fleetCrawl(io, source, { ...(options.redis === undefined ? {} : { redis: options.redis }), ...(options.wait === undefined ? {} : { wait: options.wait }), concurrency: positiveInteger(options.concurrency, '--concurrency'), json: options.json === true });
+        return;
+      }
+      if (options.wait !== undefined) throw new PrerenderError('EUSAGE', '--wait is only used with --fleet');
+      if (options.origin === undefined) throw new PrerenderError('EUSAGE', 'crawl needs --origin <url>: the app to fetch from (or --fleet to have each host crawl its own)');
+      const origin = options.origin;
       if (options.maxDepth !== '3' && options.follow !== true) throw new PrerenderError('EUSAGE', '--max-depth is only used with --follow');
       const reporter = progressReporter({ write: io.stderr, isTTY: io.stderrIsTTY });
       // Only here, in a process the CLI owns: crawl() called from an app's process leaves its V8 alone.
       const releaseYoungGeneration = holdYoungGeneration();
       const report = await crawl({
         source,
-        origin: options.origin,
+        origin,
         root: options.root,
         concurrency: positiveInteger(options.concurrency, '--concurrency'),
         retries: wholeNumber(options.retries, '--retries'),
@@ -208,6 +233,10 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       if (!checks.every((c) => c.ok)) exitCode = 1;
     });
 
+  registerFleetCommands(program, io, rootOption, (code) => {
+    exitCode = code;
+  });
+
   program.command('sweep')
     .description('delete expired files (or refresh them) and compact the index')
     .option('--refresh', 'fetch expired pages again from --origin instead of deleting them')
@@ -235,7 +264,10 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
 }
 
 interface CrawlCliOptions {
-  origin: string;
+  origin?: string;
+  fleet?: boolean;
+  redis?: string;
+  wait?: string | boolean;
   root: string;
   concurrency: string;
   retries: string;
@@ -279,6 +311,8 @@ interface PurgeCliOptions extends RefreshCliOptions {
   all?: boolean;
   dryRun?: boolean;
   json?: boolean;
+  redis?: string;
+  wait?: string;
 }
 
 function refreshOption(options: RefreshCliOptions): RefreshOptions | undefined {

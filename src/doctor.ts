@@ -11,6 +11,7 @@ import fetch from 'node-fetch';
 import { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
 import { STATE_DIR } from './url-path.js';
+import { agentCheck } from './fleet/status.js';
 
 export interface DoctorCheck {
   check: string;
@@ -163,6 +164,8 @@ export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
     await fs.rm(probe, { force: true });
     await fs.rm(canary, { force: true });
   }
+  const fleetAgent = await agentCheck(options.root);
+  if (fleetAgent !== undefined) add(fleetAgent);
   return checks.map((check) => (check.ok ? { check: check.check, ok: true, detail: check.detail } : check));
 }
 

@@ -6,19 +6,24 @@
  * - `EROOT`: the cache root is unusable (a file, unreadable, not creatable).
  * - `ESTORE`: a write to the cache failed (disk full, permissions); the response itself is unaffected.
  * - `ENGINX`: nginx config generation was given something nginx cannot express.
+ * - `EREDIS`: the fleet's Redis cannot be reached or refused a command; a purge was not published.
+ * - `EFLEET`: some live hosts did not apply a fleet purge (or crawl) in time; `hosts` names them.
  */
-export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX';
+export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX' | 'EREDIS' | 'EFLEET';
 
 export class PrerenderError extends Error {
   readonly code: PrerenderErrorCode;
   /** The offending input, when there is one, so logs and `--json` reports can show it verbatim. */
   readonly input: string | undefined;
+  /** With `EFLEET`: the hosts that did not apply it in time. */
+  readonly hosts: readonly string[] | undefined;
 
-  constructor(code: PrerenderErrorCode, message: string, options: { cause?: unknown; input?: string } = {}) {
+  constructor(code: PrerenderErrorCode, message: string, options: { cause?: unknown; input?: string; hosts?: readonly string[] } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PrerenderError';
     this.code = code;
     this.input = options.input;
+    this.hosts = options.hosts;
   }
 }
 
