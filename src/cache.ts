@@ -9,6 +9,7 @@ import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
+import { isHostEntry } from './host.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { splitAbsoluteUrl } from './url-path.js';
@@ -55,13 +56,14 @@ export interface CacheOptions {
    */
   precompress?: readonly Encoding[];
   /**
-   * Only responses for these hosts (the Host header, lowercased, without port) are stored; pass the
-   * same names to `prerender nginx --host`. Without it any Host is accepted, and then the app must not
+   * Only responses whose Host header (and any X-Forwarded-Host) is exactly one of these are stored:
+   * lowercase names, each with an optional `:port` (`www.example.com`, `www.example.com:8080`); another
+   * case, port or a trailing dot is another page. Pass the same entries to `prerender nginx --host`. Without it any Host is accepted, and then the app must not
    * let the Host header shape its pages.
    */
   hosts?: readonly string[];
   /**
-   * Store each host under `<root>/<host>/` (served by nginx as `root <root>/$host`); needs `hosts`.
+   * Store each host under `<root>/<host>/` (served by nginx as `root <root>/$http_host`); needs `hosts`.
    * Each host directory is a cache root of its own for the CLI (`--root <root>/<host>`).
    * @default false
    */
@@ -263,8 +265,8 @@ export function createCache(options: CacheOptions): Cache {
 function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
   if (!Array.isArray(hosts) || hosts.length === 0) throw new TypeError('Expected `hosts` to be a non-empty array of host names');
   for (const host of hosts) {
-    if (typeof host !== 'string' || normalizeHost(host) !== host) {
-      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names without port, not ${JSON.stringify(host)}`);
+    if (!isHostEntry(host)) {
+      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names, each with an optional :port, not ${JSON.stringify(host)}`);
     }
   }
   return new Set(hosts);
@@ -278,7 +280,7 @@ function scopeToHost(selector: PurgeSelector, host: string | undefined): PurgeSe
   if (host === undefined || selector.paths === undefined) return selector;
   const paths = selector.paths.filter((entry) => {
     const url = splitAbsoluteUrl(entry);
-    return url === undefined || normalizeHost(url.authority) === host;
+    return url === undefined || url.authority.toLowerCase() === host || normalizeHost(url.authority) === host;
   });
   const scoped = { ...selector, paths };
   const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.all !== true;
