@@ -6,8 +6,10 @@
  * - `EROOT`: the cache root is unusable (a file, unreadable, not creatable).
  * - `ESTORE`: a write to the cache failed (disk full, permissions); the response itself is unaffected.
  * - `ENGINX`: nginx config generation was given something nginx cannot express.
+ * - `ESOURCE`: a crawl source went past one of its bounds (bytes, URLs, a line or token, nesting,
+ *   sitemaps); the crawl reports it as failed (exit 1) and goes on with what it read before.
  */
-export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX';
+export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX' | 'ESOURCE';
 
 export class PrerenderError extends Error {
   readonly code: PrerenderErrorCode;
