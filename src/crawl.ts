@@ -246,9 +246,14 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   let queuedBytes = 0;
   /** Tasks handed out: bounded by maxPages. */
   let admitted = 0;
+  /** A bound reached: nothing more is admitted, what was admitted still runs. */
+  let capped = false;
+  /** The disk refused a write every later page would meet too: nothing more runs. */
+  let halted = false;
   const stopAt = (reason: string, url: string): void => {
-    if (report.stoppedEarly !== undefined) return;
-    report.stoppedEarly = reason;
+    if (capped) return;
+    capped = true;
+    report.stoppedEarly ??= reason;
     fail({ url: quote(url), error: `${reason} (ESOURCE)`, attempts: 0 });
   };
   let inFlight = 0;
@@ -271,10 +276,11 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const admit = (item: SourceItem, depth: number): Task | undefined => {
     if (item.kind === 'error') {
       refused++;
-      fail({ url: quote(item.text), ...(item.line === undefined ? {} : { line: item.line }), error: item.reason, attempts: 0 });
+      // Sources quote (truncate) what they report themselves.
+      fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: item.reason, attempts: 0 });
       return undefined;
     }
-    if (report.stoppedEarly !== undefined) return undefined;
+    if (capped) return undefined;
     const entry = parseEntry(item.text, origin);
     if (!entry.ok) {
       refused++;
@@ -301,13 +307,13 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   let sourceDone = false;
   const nextTask = async (): Promise<Task | undefined> => {
     for (;;) {
-      if (report.stoppedEarly !== undefined) return undefined;
+      if (halted) return undefined;
       const followed = followQueue.shift();
       if (followed !== undefined) {
         queuedBytes -= queuedSize(followed);
         return followed;
       }
-      if (!sourceDone) {
+      if (!sourceDone && !capped) {
         const next = await source.next();
         if (next.done === true) {
           sourceDone = true;
@@ -345,9 +351,10 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         continue;
       }
       if (outcome.outcome === 'failed' && outcome.unwritable === true) {
+        halted = true;
         report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`;
       }
-      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || report.stoppedEarly !== undefined) break;
+      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || halted) break;
       const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
       await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));
     }
