@@ -151,7 +151,7 @@ export function createCache(options: CacheOptions): Cache {
   // Multi-site: each allowlisted host is a cache root of its own at <root>/<host>, which nginx serves
   // as `root <root>/$host`, so every single-site tool works on it unchanged.
   const roots = new Map<string | undefined, CacheRoot>(multiSite && hosts !== undefined
-    ? [...hosts].map((host) => [host, new CacheRoot(path.join(base.root, host), rootOptions)])
+    ? [...hosts].map((host) => [host, new CacheRoot(path.join(base.root, host), { ...rootOptions, rootMayBeLink: false })])
     : [[undefined, base]]);
   const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);

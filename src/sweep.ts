@@ -2,7 +2,9 @@
  * Sweeping: removes (or refreshes) expired files, and keeps the state directory bounded: metas of
  * files that are gone, tag-log entries of removed files, old invalidation records, abandoned temp files.
  */
+import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
+import { O_NOFOLLOW } from './no-follow.js';
 import path from 'node:path';
 import type { CacheRoot } from './cache-root.js';
 import { parseOrigin } from './origin.js';
@@ -27,7 +29,10 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   const result: SweepResult = { removed: [], refreshed: [], failed: [], orphans: 0 };
 
   const expired: string[] = [];
-  for (const bucket of await fs.readdir(root.store.metaDir).catch(() => [] as string[])) {
+  for (const entry of await fs.readdir(root.store.metaDir, { withFileTypes: true }).catch(() => [])) {
+    // A symlinked bucket is not entered: the sweep would delete what it takes for stray records there.
+    if (!entry.isDirectory()) continue;
+    const bucket = entry.name;
     for (const name of await fs.readdir(path.join(root.store.metaDir, bucket)).catch(() => [] as string[])) {
       const metaPath = path.join(root.store.metaDir, bucket, name);
       const meta = await readJson(metaPath);
@@ -64,7 +69,7 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
 
 async function readJson(file: string): Promise<EntryMeta | undefined> {
   try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as EntryMeta;
+    return JSON.parse(await fs.readFile(file, { encoding: 'utf8', flag: constants.O_RDONLY | O_NOFOLLOW })) as EntryMeta;
   } catch {
     return undefined;
   }
