@@ -120,6 +120,10 @@ server {
     charset_types ${CHARSET_TYPES.join(' ')};
     # A cached descriptor would keep serving a purged file for up to open_file_cache_valid.
     open_file_cache off;
+    # No symlink below the root is followed (the root itself may be one, as a --swap \`current\` is):
+    # one planted in the tree would serve any file nginx can read. Costs a hit an openat per path
+    # component (bench/symlinks.bench.ts).
+    disable_symlinks on from=$document_root;
     # Precompressed siblings (precompress / crawl --precompress): <file>.gz${brotliNote}.
     gzip_static on;
 ${brotliLine}    # Vary comes from add_header below: gzip_vary would open <file>.gz on every hit, even for clients

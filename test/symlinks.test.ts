@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { createCache } from '../src/index.js';
 import type { Cache } from '../src/cache.js';
-import { listFiles, removeDir, request, runCli, startServer, tempDir, type Server } from './helpers.js';
+import { listFiles, nginxAvailable, removeDir, request, runCli, startNginx, startServer, tempDir, type Nginx, type Server } from './helpers.js';
 
 interface Context {
   dir: string;
@@ -227,3 +227,50 @@ state('the root itself may be a symlink', async (context) => {
 });
 
 state.run();
+
+// ---
+
+interface Served extends Context {
+  nginx: Nginx;
+}
+
+const served = suite<Served>('nginx (disable_symlinks from=$document_root) serves nothing through a planted link');
+const hasNginx = nginxAvailable();
+if (hasNginx) {
+  served.before.each(async (context) => {
+    await setUp(context);
+    context.nginx = await startNginx({ root: context.root, upstream: context.app.url });
+  });
+  served.after.each(async (context) => {
+    await context.nginx?.stop();
+    await tearDown(context);
+  });
+}
+const servedTest = hasNginx ? served : served.skip;
+
+servedTest('a linked directory or page goes to the app; the genuine page is served from disk', async (context) => {
+  await fs.symlink(context.victim, path.join(context.root, 'leak'));
+  await fs.mkdir(path.join(context.root, 'p'));
+  await fs.symlink(path.join(context.victim, 'secret.txt'), path.join(context.root, 'p', 'index.html'));
+  for (const target of ['/leak/x', '/leak/x/', '/leak/secret.txt', '/p', '/p/']) {
+    const reply = await request(context.nginx.port, target);
+    assert.ok(reply.headers['x-cache'] !== 'HIT', `${target}: served from disk`);
+    assert.not.match(reply.body.toString(), /^secret$|not prerender/, target);
+  }
+  assert.is((await request(context.nginx.port, '/kept')).headers['x-cache'], 'HIT');
+  await context.cache.idle();
+  await assertVictimUntouched(context, 'requests through nginx');
+});
+
+servedTest('a root that is itself a symlink (a --swap current) is still served', async (context) => {
+  const link = path.join(context.dir, 'current');
+  await fs.symlink(context.root, link);
+  const nginx = await startNginx({ root: link, upstream: context.app.url });
+  try {
+    assert.is((await request(nginx.port, '/kept')).headers['x-cache'], 'HIT');
+  } finally {
+    await nginx.stop();
+  }
+});
+
+served.run();
