@@ -199,6 +199,33 @@ sitemaps('endlessly nested elements and more than 50,000 URLs in one sitemap', a
   assert.match(over.failures.at(-1)?.error ?? '', /over the bound of 10 URLs a sitemap \(ESOURCE\)/);
 });
 
+sitemaps('sitemaps a crawl reads, nested indexes and gzip inside gzip are bounded too', async (context) => {
+  const { crawl } = await import('../src/index.js');
+  const server = await startServer((req, res) => {
+    const url = req.url ?? '/';
+    const index = /^\/index-(\d+)\.xml$/.exec(url);
+    res.writeHead(200, { 'Content-Type': 'application/xml' });
+    // Each index lists two more: an endless tree of sitemaps.
+    if (index !== null) {
+      const n = Number(index[1]);
+      res.end(`<?xml version="1.0"?><sitemapindex><sitemap><loc>http://x.test/index-${2 * n}.xml</loc></sitemap><sitemap><loc>http://x.test/index-${2 * n + 1}.xml</loc></sitemap></sitemapindex>`);
+    } else res.end('<?xml version="1.0"?><urlset></urlset>');
+  });
+  try {
+    const wide = await crawl({ source: `${server.url}/index-1.xml`, origin: server.url, root: context.root, sourceLimits: { maxSitemaps: 5, maxSitemapDepth: 100 } });
+    assert.is(server.hits.size, 5, 'five sitemaps read, no more');
+    assert.ok(wide.failures.some((failure) => /over the bound of 5 sitemaps a crawl \(ESOURCE\)/.test(failure.error)), JSON.stringify(wide.failures));
+    const deep = await crawl({ source: `${server.url}/index-1.xml`, origin: server.url, root: context.root });
+    assert.ok(deep.failures.some((failure) => /over the bound of 4 nested sitemap indexes \(ESOURCE\)/.test(failure.error)));
+  } finally {
+    await server.close();
+  }
+  const layered = path.join(context.dir, 'layers.xml.gz');
+  await fs.writeFile(layered, gzipSync(gzipSync(gzipSync('<?xml version="1.0"?><urlset><url><loc>/page/a</loc></url></urlset>'))));
+  const result = await crawl({ source: layered, origin: context.origin.url, root: context.root });
+  assert.match(result.failures[0]?.error ?? '', /over the bound of 2 gzip layers \(ESOURCE\)/);
+});
+
 sitemaps.run();
 
 // ---
