@@ -21,7 +21,7 @@ import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
 import { isErrno } from './errors.js';
 import { DIR_MODE, RESERVE_FILE } from './store.js';
-import { NoFollow, O_NOFOLLOW } from './no-follow.js';
+import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
 import { constants as fsConstants } from 'node:fs';
 
 const APPEND_NOFOLLOW = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | O_NOFOLLOW;
@@ -96,7 +96,7 @@ export class Invalidations {
 
   /** The journal directory, made if need be, never through a symlink. */
   private makeDir(): Promise<boolean> {
-    return this.noFollow.ensureDir(this.dir, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
+    return this.noFollow.ensureStateDir(this.dir, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
   }
 
   /**
@@ -277,6 +277,7 @@ export class Invalidations {
     try {
       await fs.appendFile(journal, text, { mode: 0o644, flag: APPEND_NOFOLLOW });
     } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError(journal);
       // A full disk must not block the purge that would free it: give up the space set aside for this
       // (Store.keepReserve) and try once more. A record torn by the first attempt is skipped on read.
       if (!isErrno(error, 'ENOSPC', 'EDQUOT')) throw error;
@@ -318,7 +319,9 @@ export class Invalidations {
 
   private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
     if (size <= journal.offset) return;
-    const handle = await fs.open(file, fsConstants.O_RDONLY | O_NOFOLLOW);
+    const handle = await fs.open(file, fsConstants.O_RDONLY | O_NOFOLLOW).catch((error: unknown) => {
+      throw isErrno(error, 'ELOOP') ? stateLinkError(file) : error;
+    });
     let complete: Buffer;
     try {
       // The path may have come to name another file since the stat: read only the one this is about.

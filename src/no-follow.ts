@@ -12,11 +12,17 @@
  */
 import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
+import { PrerenderError, isErrno } from './errors.js';
 import type { FileIo } from './file-io.js';
 
 export const O_NOFOLLOW = constants.O_NOFOLLOW;
 
 export type DirState = 'ok' | 'missing' | 'link';
+
+/** A symlink in prerender's state directory: the root is unusable until it is removed (the CLI exits 2). */
+export function stateLinkError(where: string): PrerenderError {
+  return new PrerenderError('EROOT', `${where} is a symlink: prerender does not follow symlinks in its state directory; remove it (the cache root must be prerender's alone)`, { input: where });
+}
 
 /** The error a symlink on the way gives: ELOOP, as the kernel says for O_NOFOLLOW. */
 export function symlinkError(where: string): NodeJS.ErrnoException {
@@ -82,6 +88,16 @@ export class NoFollow {
       if (stats !== undefined && !stats.isDirectory()) throw Object.assign(new Error(`ENOTDIR: ${current} is not a directory`), { code: 'ENOTDIR', path: current });
     }
     return created;
+  }
+
+  /** `ensureDir` for a directory of the state directory: a symlink there is EROOT, not one page skipped. */
+  async ensureStateDir(dir: string, mode: number, fixMode: boolean): Promise<boolean> {
+    try {
+      return await this.ensureDir(dir, mode, fixMode);
+    } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError((error as NodeJS.ErrnoException).path ?? dir);
+      throw error;
+    }
   }
 
   /** lstat of a file below the root, or undefined when it is missing or a directory on the way is a symlink. */

@@ -362,13 +362,13 @@ export class Store {
       const target = this.metaPathFor(meta.file);
       const bucket = path.dirname(target);
       // At every write, not once a process: a link can be put in a bucket's place at any time.
-      await this.noFollow.ensureDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
+      await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
       try {
         await this.io.rename(temp.path, target);
       } catch (error) {
         // The bucket was removed since (purge --all, a deleted state directory): make it again.
         if (!isErrno(error, 'ENOENT')) throw error;
-        await this.noFollow.ensureDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
+        await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
         await this.io.rename(temp.path, target);
       }
       temp.moved();

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isErrno } from './errors.js';
 import { fileIo } from './file-io.js';
-import { NoFollow, O_NOFOLLOW, symlinkError } from './no-follow.js';
+import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
 import { DIR_MODE, FILE_MODE, isAlive } from './store.js';
 
 /** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */
@@ -55,11 +55,11 @@ export class TagIndex {
   private async bucketFor(log: string, create: boolean): Promise<boolean> {
     const bucket = path.dirname(log);
     if (create) {
-      await this.noFollow.ensureDir(bucket, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
+      await this.noFollow.ensureStateDir(bucket, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
       return true;
     }
     const state = await this.noFollow.check(bucket);
-    if (state === 'link') throw symlinkError(bucket);
+    if (state === 'link') throw stateLinkError(bucket);
     return state === 'ok';
   }
 
@@ -101,6 +101,7 @@ export class TagIndex {
       if (!(await this.bucketFor(log, false))) throw Object.assign(new Error(`ENOENT: ${log}`), { code: 'ENOENT' });
       handle = await fs.open(log, flags, FILE_MODE);
     } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError(log);
       if (!isErrno(error, 'ENOENT')) throw error;
       await this.bucketFor(log, true);
       handle = await fs.open(log, flags, FILE_MODE);

@@ -177,9 +177,27 @@ state('a tag-log bucket or a meta bucket that is a symlink: nothing written, app
   await request(context.app.port, '/other');
   await context.cache.idle();
   for (const args of [['purge', '--tag', 'post'], ['sweep'], ['ls'], ['purge', '/kept']]) {
-    await runCli([...args, '--root', context.root]);
+    const result = await runCli([...args, '--root', context.root]);
+    if (args[1] === '--tag') {
+      assert.is(result.code, 2, result.stderr);
+      assert.match(result.stderr, 'is a symlink: prerender does not follow symlinks in its state directory');
+    }
     await assertVictimUntouched(context, args.join(' '));
   }
+});
+
+state('a purge journal that is a symlink: a purge appends nothing to its target and says why', async (context) => {
+  const journal = path.join(context.root, '.prerender', 'inval', `${Math.floor(Date.now() / 600_000)}.log`);
+  await fs.rm(journal, { force: true });
+  await fs.symlink(path.join(context.victim, 'log.txt'), journal);
+  const result = await runCli(['purge', '/kept', '--root', context.root]);
+  assert.is(result.code, 2, result.stderr);
+  assert.match(result.stderr, `${journal} is a symlink`);
+  // The app's stores fail closed too (their purge check cannot read the journal): nothing stored.
+  await request(context.app.port, '/after-journal');
+  await context.cache.idle();
+  assert.not.ok((await listFiles(context.root)).includes('after-journal/index.html'));
+  await assertVictimUntouched(context, 'purge with a linked journal');
 });
 
 state('a symlinked state directory, or one of its directories, is refused with EROOT', async (context) => {
