@@ -1,5 +1,5 @@
 /**
- * What `disable_symlinks on from=$document_root` (in the generated config since issue 12) costs a hit,
+ * What `disable_symlinks on "from=<root>"` (in the generated config since issue 12) costs a hit,
  * counted as the hits benchmark counts nginx's work (hit-cost.ts): user-space instructions per hit under
  * callgrind and system calls per hit under strace, for the generated config with the line and without
  * it, in the same run. nginx then opens each path component below the root with openat(O_NOFOLLOW)
@@ -14,7 +14,7 @@ import type { BenchRow } from './report.js';
 
 const BENCH = 'symlinks';
 const COUNTED_HITS = 1000;
-const DIRECTIVE = /^\s*disable_symlinks on from=\$document_root;\n/m;
+const DIRECTIVE = /^\s*disable_symlinks on "from=[^"]+";\n/m;
 const PAGES: ReadonlyArray<{ target: string; file: string; body: string }> = [
   { target: '/about', file: 'about/index.html', body: '<h1>About</h1>' },
   { target: '/style.css', file: 'style.css', body: 'body { color: #333 }' },

@@ -122,8 +122,9 @@ server {
     open_file_cache off;
     # No symlink below the root is followed (the root itself may be one, as a --swap \`current\` is):
     # one planted in the tree would serve any file nginx can read. Costs a hit an openat per path
-    # component (bench/symlinks.bench.ts).
-    disable_symlinks on from=$document_root;
+    # component (bench/symlinks.bench.ts). from= is the root spelled out, not $document_root: with a
+    # variable there brotli_static serves no .br at all (google/ngx_brotli#134).
+    disable_symlinks on "from=${root}";
     # Precompressed siblings (precompress / crawl --precompress): <file>.gz${brotliNote}.
     gzip_static on;
 ${brotliLine}    # Vary comes from add_header below: gzip_vary would open <file>.gz on every hit, even for clients

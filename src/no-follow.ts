@@ -47,7 +47,8 @@ export class NoFollow {
   async check(dir: string): Promise<DirState> {
     const relative = path.relative(this.root, dir);
     if (relative === '') return 'ok';
-    if (relative.startsWith('..') || path.isAbsolute(relative)) return 'link';
+    // `..\\x` or `..foo` are names of the tree; only `..` as a whole segment leaves it.
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) return 'link';
     const real = await this.io.realpath(dir);
     if (real === undefined) return 'missing';
     for (let attempt = 0; attempt < 2; attempt++) {

@@ -252,7 +252,7 @@ interface Served extends Context {
   nginx: Nginx;
 }
 
-const served = suite<Served>('nginx (disable_symlinks from=$document_root) serves nothing through a planted link');
+const served = suite<Served>('nginx (disable_symlinks from the root) serves nothing through a planted link');
 const hasNginx = nginxAvailable();
 if (hasNginx) {
   served.before.each(async (context) => {
