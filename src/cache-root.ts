@@ -38,6 +38,8 @@ export interface CacheRootOptions {
    * @default 'threadPool'
    */
   io?: IoMode;
+  /** Whether the root itself may be a symlink (not for a multi-site host's root). @default true */
+  rootMayBeLink?: boolean;
 }
 
 /** The index record for a response about to be stored. */
@@ -68,7 +70,7 @@ export class CacheRoot {
   constructor(root: string, options: CacheRootOptions = {}) {
     this.precompress = options.precompress ?? [];
     const io = options.io ?? 'threadPool';
-    this.store = new Store(root, { durable: options.durable ?? true, io });
+    this.store = new Store(root, { durable: options.durable ?? true, io, rootMayBeLink: options.rootMayBeLink ?? true });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
     this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo(io));
     this.expiry = new ExpiryIndex(this.store.stateDir, this.store.root);

@@ -11,6 +11,7 @@ import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { createCoalescer } from './coalesce.js';
 import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from './stats.js';
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
+import { isHostEntry } from './host.js';
 import { CacheRoot, entryFor } from './cache-root.js';
 import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
@@ -76,13 +77,14 @@ export interface CacheOptions {
    */
   precompress?: readonly Encoding[];
   /**
-   * Only responses for these hosts (the Host header, lowercased, without port) are stored; pass the
-   * same names to `prerender nginx --host`. Without it any Host is accepted, and then the app must not
+   * Only responses whose Host header (and any X-Forwarded-Host) is exactly one of these are stored:
+   * lowercase names, each with an optional `:port` (`www.example.com`, `www.example.com:8080`); another
+   * case, port or a trailing dot is another page. Pass the same entries to `prerender nginx --host`. Without it any Host is accepted, and then the app must not
    * let the Host header shape its pages.
    */
   hosts?: readonly string[];
   /**
-   * Store each host under `<root>/<host>/` (served by nginx as `root <root>/$host`); needs `hosts`.
+   * Store each host under `<root>/<host>/` (served by nginx as `root <root>/$http_host`); needs `hosts`.
    * Each host directory is a cache root of its own for the CLI (`--root <root>/<host>`).
    * @default false
    */
@@ -222,7 +224,7 @@ export function createCache(options: CacheOptions): Cache {
   // Multi-site: each allowlisted host is a cache root of its own at <root>/<host>, which nginx serves
   // as `root <root>/$host`, so every single-site tool works on it unchanged.
   const roots = new Map<string | undefined, CacheRoot>(multiSite && hosts !== undefined
-    ? [...hosts].map((host) => [host, new CacheRoot(path.join(base.root, host), rootOptions)])
+    ? [...hosts].map((host) => [host, new CacheRoot(path.join(base.root, host), { ...rootOptions, rootMayBeLink: false })])
     : [[undefined, base]]);
   const rootFor = (host: string | undefined): CacheRoot => roots.get(multiSite ? host : undefined) ?? base;
   const warn = throttledLogger(options.log ?? consoleLogger);
@@ -391,8 +393,8 @@ export function createCache(options: CacheOptions): Cache {
 function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
   if (!Array.isArray(hosts) || hosts.length === 0) throw new TypeError('Expected `hosts` to be a non-empty array of host names');
   for (const host of hosts) {
-    if (typeof host !== 'string' || normalizeHost(host) !== host) {
-      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names without port, not ${JSON.stringify(host)}`);
+    if (!isHostEntry(host)) {
+      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names, each with an optional :port, not ${JSON.stringify(host)}`);
     }
   }
   return new Set(hosts);
@@ -406,7 +408,7 @@ function scopeToHost(selector: PurgeSelector, host: string | undefined): PurgeSe
   if (host === undefined || selector.paths === undefined) return selector;
   const paths = selector.paths.filter((entry) => {
     const url = splitAbsoluteUrl(entry);
-    return url === undefined || normalizeHost(url.authority) === host;
+    return url === undefined || url.authority.toLowerCase() === host || normalizeHost(url.authority) === host;
   });
   const scoped = { ...selector, paths };
   const empty = paths.length === 0 && selector.tags === undefined && selector.prefix === undefined && selector.glob === undefined && selector.all !== true;

@@ -137,6 +137,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
     .option('--timeout <ms>', 'per request', '30000')
     .option('--follow', 'also crawl same-origin links found in stored HTML')
     .option('--max-depth <n>', 'with --follow: links away from the source', '3')
+    .option('--max-pages <n>', 'pages fetched at most; reaching it ends the crawl with a failure (default with --follow: 10000)')
     .option('--swap', 'build a new generation and switch <root>/current to it when every URL succeeded')
     .option('--precompress', 'also write .gz and .br siblings for nginx gzip_static / brotli_static')
     .option('--json', 'print a machine-readable report on stdout')
@@ -162,6 +163,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         timeoutMs: positiveInteger(options.timeout, '--timeout'),
         follow: options.follow === true,
         maxDepth: wholeNumber(options.maxDepth, '--max-depth'),
+        ...(options.maxPages === undefined ? {} : { maxPages: positiveInteger(options.maxPages, '--max-pages') }),
         swap: options.swap === true,
         precompress: options.precompress === true ? ENCODINGS : [],
         stdin: io.stdin,
@@ -274,6 +276,7 @@ interface CrawlCliOptions {
   timeout: string;
   follow?: boolean;
   maxDepth: string;
+  maxPages?: string;
   swap?: boolean;
   precompress?: boolean;
   json?: boolean;

@@ -20,6 +20,7 @@ import { SeenSet } from './seen-set.js';
 import { refuseSwapBase } from './store.js';
 import type { Encoding } from './precompress.js';
 import { carryPurges, purge } from './purge.js';
+import { quote, type SourceLimits } from './source-limits.js';
 import { openSource, type SourceItem } from './sources.js';
 import { REFUSAL_MESSAGES, encodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
@@ -40,6 +41,15 @@ export interface CrawlOptions {
   follow?: boolean;
   /** With `follow`: how many links away from the source a page may be. @default 3 */
   maxDepth?: number;
+  /**
+   * Pages fetched at most, source entries and followed links together; reaching it ends the crawl
+   * with a failure that says so (exit 1; a --swap does not switch). An endless link space (a calendar,
+   * a search page linking to more) would otherwise grow the crawl without end.
+   * @default 10,000 with `follow`, unbounded without
+   */
+  maxPages?: number;
+  /** Bounds of the source (sitemap bytes, URLs, line and token sizes, nesting). @default DEFAULT_SOURCE_LIMITS */
+  sourceLimits?: Partial<SourceLimits>;
   /**
    * Build a new generation and switch `<root>/current` to it atomically when the crawl succeeds (no
    * failures); the previous generation is kept for `rollback`. Files of a generation are not fsynced
@@ -116,6 +126,35 @@ interface Task {
 }
 
 const MAX_LISTED = 1000;
+const DEFAULT_MAX_PAGES = 10_000;
+const MAX_SITEMAP_REDIRECTS = 5;
+/** Links longer than a request line nginx accepts by default (8 KiB) are skipped, not queued. */
+const MAX_LINK_CHARS = 8 * 1024;
+/** The follow queue's memory: past it the crawl stops with a report, as at --max-pages. */
+const MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+
+/** A queued task's memory, roughly: its strings (two bytes a character at worst) and the objects. */
+function queuedSize(task: Task): number {
+  return 2 * (task.url.length + task.pageUrl.length + task.target.urlPath.length + task.target.file.length) + 200;
+}
+
+/**
+ * Where a sitemap redirect leads, as an absolute URL, when it stays on the origin or on the sitemap's
+ * own public origin (both are fetched from the origin); undefined when it leaves them.
+ */
+function redirectOnOrigin(location: string | null, from: string, origin: string): string | undefined {
+  if (location === null) return undefined;
+  let base: URL;
+  let url: URL;
+  try {
+    base = new URL(from, origin);
+    url = new URL(location, base);
+  } catch {
+    return undefined;
+  }
+  if (url.origin !== origin && url.origin !== base.origin) return undefined;
+  return url.href;
+}
 const MAX_BACKOFF_MS = 30_000;
 
 export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
@@ -125,6 +164,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const timeoutMs = wholeNumber(options.timeoutMs ?? 30_000, 'timeout', 1);
   const maxDepth = wholeNumber(options.maxDepth ?? 3, 'max-depth', 0);
   const maxBodyBytes = wholeNumber(options.maxBodyBytes ?? 10 * 1024 * 1024, 'maxBodyBytes', 1);
+  const maxPages = options.maxPages === undefined ? (options.follow === true ? DEFAULT_MAX_PAGES : Infinity) : wholeNumber(options.maxPages, 'max-pages', 1);
   if (options.swap !== true) await refuseSwapBase(path.resolve(options.root));
   const agentOptions = { keepAlive: true, maxSockets: concurrency };
   const agent = origin.startsWith('https:') ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
@@ -135,18 +175,31 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const sitemapAgent = origin.startsWith('https:') ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
   const source = await openSource(options.source, {
     stdin: options.stdin ?? process.stdin,
+    ...(options.sourceLimits === undefined ? {} : { limits: options.sourceLimits }),
     fetchStream: async (url) => {
-      // The timeout covers the wait for the headers only, for the same reason: the body is read as
-      // the crawl goes, which may take far longer than any timeout.
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), timeoutMs);
       let response;
-      try {
-        response = await fetch(origin + (splitAbsoluteUrl(url)?.path ?? url), {
-          agent: sitemapAgent, signal: controller.signal, headers: { [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
-        });
-      } finally {
-        clearTimeout(timer);
+      // Redirects are followed here, one hop at a time, and only while they stay on the origin (or on
+      // the sitemap's own public origin, which is fetched from the origin too): node-fetch would follow
+      // them to any host, and the crawl would then fetch what that host lists.
+      for (let target = url, hops = 0; ; hops++) {
+        // The timeout covers the wait for the headers only, for the same reason: the body is read as
+        // the crawl goes, which may take far longer than any timeout.
+        const controller = new AbortController();
+        const timer = setTimeout(() => controller.abort(), timeoutMs);
+        try {
+          response = await fetch(origin + (splitAbsoluteUrl(target)?.path ?? target), {
+            agent: sitemapAgent, signal: controller.signal, redirect: 'manual', headers: { [CRAWL_MARK_HEADER]: CRAWL_MARK_VALUE },
+          });
+        } finally {
+          clearTimeout(timer);
+        }
+        if (response.status < 300 || response.status >= 400) break;
+        response.body?.resume();
+        const location = response.headers.get('location');
+        const next = redirectOnOrigin(location, target, origin);
+        if (next === undefined) throw new Error(`redirect (${response.status}) to ${quote(location ?? '?')}, off the origin ${origin}: not followed`);
+        if (hops >= MAX_SITEMAP_REDIRECTS) throw new Error(`more than ${MAX_SITEMAP_REDIRECTS} redirects: not followed`);
+        target = next;
       }
       if (response.status !== 200 || response.body === null) {
         response.body?.resume();
@@ -189,6 +242,20 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   // they count as known too, or progress would read 6/5.
   let refused = 0;
   const followQueue: Task[] = [];
+  /** What the follow queue holds, roughly, in bytes: bounded by MAX_QUEUE_BYTES. */
+  let queuedBytes = 0;
+  /** Tasks handed out: bounded by maxPages. */
+  let admitted = 0;
+  /** A bound reached: nothing more is admitted, what was admitted still runs. */
+  let capped = false;
+  /** The disk refused a write every later page would meet too: nothing more runs. */
+  let halted = false;
+  const stopAt = (reason: string, url: string): void => {
+    if (capped) return;
+    capped = true;
+    report.stoppedEarly ??= reason;
+    fail({ url: quote(url), error: `${reason} (ESOURCE)`, attempts: 0 });
+  };
   let inFlight = 0;
   // Workers with nothing to do wait here until a running task finishes (and may have queued links).
   let waiters: Array<() => void> = [];
@@ -209,9 +276,11 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const admit = (item: SourceItem, depth: number): Task | undefined => {
     if (item.kind === 'error') {
       refused++;
+      // Sources quote (truncate) what they report themselves.
       fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: item.reason, attempts: 0 });
       return undefined;
     }
+    if (capped) return undefined;
     const entry = parseEntry(item.text, origin);
     if (!entry.ok) {
       refused++;
@@ -222,10 +291,15 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         if (report.skipped.length < MAX_LISTED) report.skipped.push({ url: item.text, reason: `${entry.reason} (linked from ${item.from})` });
         return undefined;
       }
-      fail({ url: item.text, ...(item.line === undefined ? {} : { line: item.line }), error: entry.reason, attempts: 0 });
+      fail({ url: quote(item.text), ...(item.line === undefined ? {} : { line: item.line }), error: entry.reason, attempts: 0 });
       return undefined;
     }
     if (!seen.add(entry.target.file)) return undefined;
+    if (admitted >= maxPages) {
+      stopAt(`reached --max-pages ${maxPages}: the crawl stops here, later pages and links were not fetched`, item.text);
+      return undefined;
+    }
+    admitted++;
     return { url: item.text, ...(item.line === undefined ? {} : { line: item.line }), target: entry.target, pageUrl: entry.pageUrl, depth };
   };
 
@@ -233,10 +307,13 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   let sourceDone = false;
   const nextTask = async (): Promise<Task | undefined> => {
     for (;;) {
-      if (report.stoppedEarly !== undefined) return undefined;
+      if (halted) return undefined;
       const followed = followQueue.shift();
-      if (followed !== undefined) return followed;
-      if (!sourceDone) {
+      if (followed !== undefined) {
+        queuedBytes -= queuedSize(followed);
+        return followed;
+      }
+      if (!sourceDone && !capped) {
         const next = await source.next();
         if (next.done === true) {
           sourceDone = true;
@@ -274,9 +351,10 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         continue;
       }
       if (outcome.outcome === 'failed' && outcome.unwritable === true) {
+        halted = true;
         report.stoppedEarly ??= `writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`;
       }
-      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || report.stoppedEarly !== undefined) break;
+      if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > retries || halted) break;
       const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
       await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));
     }
@@ -288,8 +366,19 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
         const absolute = root.store.resolve(task.target.file);
         const links = absolute === undefined ? [] : await sameOriginLinks(absolute, pageUrl).catch(() => [] as string[]);
         for (const link of links) {
+          if (link.length > MAX_LINK_CHARS) {
+            report.counts.skipped++;
+            if (report.skipped.length < MAX_LISTED) report.skipped.push({ url: quote(link), reason: `a link longer than ${MAX_LINK_CHARS} characters (linked from ${quote(pageUrl)})` });
+            continue;
+          }
           const linked = admit({ kind: 'url', text: new URL(link, pageUrl).href, from: pageUrl }, task.depth + 1);
-          if (linked !== undefined) followQueue.push(linked);
+          if (linked === undefined) continue;
+          if (queuedBytes + queuedSize(linked) > MAX_QUEUE_BYTES) {
+            stopAt(`the queue of links to follow reached ${MAX_QUEUE_BYTES / 1024 / 1024} MiB: the crawl stops here, later pages and links were not fetched`, linked.url);
+            break;
+          }
+          queuedBytes += queuedSize(linked);
+          followQueue.push(linked);
         }
       }
     } else if (outcome.outcome === 'skipped') {

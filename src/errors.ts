@@ -8,8 +8,10 @@
  * - `ENGINX`: nginx config generation was given something nginx cannot express.
  * - `EREDIS`: the fleet's Redis cannot be reached or refused a command; a purge was not published.
  * - `EFLEET`: some live hosts did not apply a fleet purge (or crawl) in time; `hosts` names them.
+ * - `ESOURCE`: a crawl source went past one of its bounds (bytes, URLs, a line or token, nesting,
+ *   sitemaps); the crawl reports it as failed (exit 1) and goes on with what it read before.
  */
-export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX' | 'EREDIS' | 'EFLEET';
+export type PrerenderErrorCode = 'EUSAGE' | 'EPATH' | 'ETAG' | 'EROOT' | 'ESTORE' | 'ENGINX' | 'ESOURCE' | 'EREDIS' | 'EFLEET';
 
 export class PrerenderError extends Error {
   readonly code: PrerenderErrorCode;

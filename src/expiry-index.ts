@@ -15,7 +15,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isErrno } from './errors.js';
-import { makeDirectories } from './store.js';
+import { fileIo } from './file-io.js';
+import { APPEND_NO_FOLLOW, READ_NO_FOLLOW, ensureStateDirectory, stateLinkError } from './no-follow.js';
 
 /** How long after its second has passed a log is still read, then deleted. */
 export const GRACE_S = 5;
@@ -46,6 +47,8 @@ export class ExpiryIndex {
   /** `dev:ino` of the index directory at the last scan: another one (a crawl --swap made `current` another tree) is scanned at once. */
   private identity: string | undefined;
 
+  private readonly io = fileIo('threadPool');
+
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'expiry');
     this.root = root;
@@ -62,16 +65,16 @@ export class ExpiryIndex {
     // A leading newline keeps a record torn by a killed writer from running into the next one.
     const text = `\n${expiresAt} ${JSON.stringify(file)}\n`;
     if (!this.hours.has(hourDir)) {
-      await makeDirectories(hourDir, this.root);
+      await ensureStateDirectory(hourDir, this.io);
       this.hours.add(hourDir);
     }
     try {
-      await fs.appendFile(log, text, { mode: 0o644 });
+      await appendNoFollow(log, text);
     } catch (error) {
       // A reader removed the hour's directory when it emptied: make it again.
-      if (!isErrno(error, 'ENOENT')) throw error;
-      await makeDirectories(hourDir, this.root);
-      await fs.appendFile(log, text, { mode: 0o644 });
+      if (!isErrno(error, 'ENOENT')) throw linkAsStateError(error, log);
+      await ensureStateDirectory(hourDir, this.io);
+      await appendNoFollow(log, text).catch((again: unknown) => { throw linkAsStateError(again, log); });
     }
   }
 
@@ -137,10 +140,10 @@ export class ExpiryIndex {
     const file = this.logPath(second);
     let handle;
     try {
-      handle = await fs.open(file, 'r');
+      handle = await fs.open(file, READ_NO_FOLLOW);
     } catch (error) {
       if (isErrno(error, 'ENOENT', 'ENOTDIR')) return [];
-      throw error;
+      throw linkAsStateError(error, file);
     }
     let complete: Buffer;
     try {
@@ -186,4 +189,18 @@ async function readdir(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** Appends without following a link at the log's name; the directory was checked by ensureStateDirectory. */
+async function appendNoFollow(file: string, text: string): Promise<void> {
+  const handle = await fs.open(file, APPEND_NO_FOLLOW, 0o644);
+  try {
+    await handle.appendFile(text);
+  } finally {
+    await handle.close();
+  }
+}
+
+function linkAsStateError(error: unknown, file: string): unknown {
+  return isErrno(error, 'ELOOP') ? stateLinkError(file) : error;
 }

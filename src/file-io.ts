@@ -40,6 +40,10 @@ export interface FileIo {
   mkdirp(dir: string, mode: number): Promise<string | undefined>;
   chmod(file: string, mode: number): Promise<void>;
   unlink(file: string): Promise<void>;
+  /** realpath(3); undefined when a component is missing. */
+  realpath(file: string): Promise<string | undefined>;
+  /** One directory, never through a symlink; false when something already stands there. */
+  mkdir(dir: string, mode: number): Promise<boolean>;
 }
 
 export type IoMode = 'threadPool' | 'blocking';
@@ -86,7 +90,20 @@ const threadPool: FileIo = {
   mkdirp: (dir, mode) => fs.promises.mkdir(dir, { recursive: true, mode }),
   chmod: (file, mode) => fs.promises.chmod(file, mode),
   unlink: (file) => fs.promises.unlink(file),
+  realpath: (file) => new Promise((resolve, reject) => {
+    fs.realpath.native(file, (error, resolved) => {
+      if (error === null) resolve(resolved);
+      else if (isErrno(error, 'ENOENT', 'ENOTDIR')) resolve(undefined);
+      else reject(error);
+    });
+  }),
+  mkdir: (dir, mode) => fs.promises.mkdir(dir, { mode }).then(() => true, existing),
 };
+
+function existing(error: unknown): false {
+  if (isErrno(error, 'EEXIST')) return false;
+  throw error;
+}
 
 const blocking: FileIo = {
   open: async (file, flags, mode) => fs.openSync(file, flags, mode),
@@ -115,4 +132,19 @@ const blocking: FileIo = {
   mkdirp: async (dir, mode) => fs.mkdirSync(dir, { recursive: true, mode }),
   chmod: async (file, mode) => fs.chmodSync(file, mode),
   unlink: async (file) => fs.unlinkSync(file),
+  realpath: async (file) => {
+    try {
+      return fs.realpathSync.native(file);
+    } catch (error) {
+      return missingAsUndefined(error);
+    }
+  },
+  mkdir: async (dir, mode) => {
+    try {
+      fs.mkdirSync(dir, { mode });
+      return true;
+    } catch (error) {
+      return existing(error);
+    }
+  },
 };

@@ -20,7 +20,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
 import { isErrno } from './errors.js';
-import { RESERVE_FILE, makeDirectories } from './store.js';
+import { DIR_MODE, RESERVE_FILE } from './store.js';
+import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
+import { constants as fsConstants } from 'node:fs';
+
+const APPEND_NOFOLLOW = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | O_NOFOLLOW;
 import { prefixCovers } from './url-path.js';
 
 export interface InvalidationTarget {
@@ -85,6 +89,14 @@ export class Invalidations {
     this.root = root;
     this.maxRenderMs = maxRenderMs;
     this.io = io;
+    this.noFollow = new NoFollow(root, io);
+  }
+
+  private readonly noFollow: NoFollow;
+
+  /** The journal directory, made if need be, never through a symlink. */
+  private makeDir(): Promise<boolean> {
+    return this.noFollow.ensureStateDir(this.dir, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
   }
 
   /**
@@ -94,7 +106,7 @@ export class Invalidations {
    */
   declareRetention(): Promise<void> {
     this.declared ??= (async () => {
-      await makeDirectories(this.dir, this.root);
+      await this.makeDir();
       try {
         await fs.writeFile(this.retainFile, '', { flag: 'wx', mode: 0o644 });
       } catch (error) {
@@ -117,7 +129,7 @@ export class Invalidations {
   private async renewRetention(now: number): Promise<void> {
     this.renewedAt = now;
     const when = new Date(now);
-    await fs.utimes(this.retainFile, when, when).catch(() => undefined);
+    await fs.lutimes(this.retainFile, when, when).catch(() => undefined);
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
@@ -167,9 +179,9 @@ export class Invalidations {
    * crawl --swap that will read the purges made during its build (`since`), however long it takes.
    */
   async hold(since: number): Promise<() => Promise<void>> {
-    await makeDirectories(this.dir, this.root);
+    await this.makeDir();
     const file = path.join(this.dir, `${HOLD_PREFIX}${since}-${process.pid}-${++holdCounter}`);
-    await fs.writeFile(file, '', { mode: 0o644 });
+    await fs.writeFile(file, '', { mode: 0o644, flag: 'wx' });
     return () => fs.rm(file, { force: true });
   }
 
@@ -257,20 +269,21 @@ export class Invalidations {
 
   private async append(at: number, records: ReadonlyArray<readonly [Kind, string]>): Promise<void> {
     if (records.length === 0) return;
-    await makeDirectories(this.dir, this.root);
+    await this.makeDir();
     // One write: the records of one purge land together. Leading newlines keep a record torn by a
     // killed purge from running into the next one (that purge never returned, so nothing relied on it).
     const text = records.map(([kind, key]) => `\n${at} ${kind} ${JSON.stringify(key)}\n`).join('');
     const journal = this.journalPath(this.bucketOf(at));
     try {
-      await fs.appendFile(journal, text, { mode: 0o644 });
+      await fs.appendFile(journal, text, { mode: 0o644, flag: APPEND_NOFOLLOW });
     } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError(journal);
       // A full disk must not block the purge that would free it: give up the space set aside for this
       // (Store.keepReserve) and try once more. A record torn by the first attempt is skipped on read.
       if (!isErrno(error, 'ENOSPC', 'EDQUOT')) throw error;
       const released = await fs.rm(this.reserve).then(() => true, () => false);
       if (!released) throw error;
-      await fs.appendFile(journal, text, { mode: 0o644 });
+      await fs.appendFile(journal, text, { mode: 0o644, flag: APPEND_NOFOLLOW });
     }
   }
 
@@ -284,7 +297,9 @@ export class Invalidations {
     let journal = this.journals.get(bucket) ?? fresh(undefined);
     const file = this.journalPath(bucket);
     // Usually there is no journal (nothing purged lately); with blocking calls that costs no exception.
-    const stats = await this.io.stat(file);
+    // lstat: a symlink in a journal's place is not read through (the open below refuses it, and the
+    // check fails rather than pass on records it could not read).
+    const stats = await this.io.lstat(file);
     if (stats === undefined) return journal;
     const identity = `${stats.dev}:${stats.ino}`;
     // Another file at this path: what was read of the old one says nothing about it.
@@ -304,7 +319,9 @@ export class Invalidations {
 
   private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
     if (size <= journal.offset) return;
-    const handle = await fs.open(file, 'r');
+    const handle = await fs.open(file, fsConstants.O_RDONLY | O_NOFOLLOW).catch((error: unknown) => {
+      throw isErrno(error, 'ELOOP') ? stateLinkError(file) : error;
+    });
     let complete: Buffer;
     try {
       // The path may have come to name another file since the stat: read only the one this is about.

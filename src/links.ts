@@ -3,7 +3,8 @@
  * page URL (or its `<base href>`), kept only when they stay on the page's origin and carry no query
  * string (nginx cannot serve those from disk).
  */
-import { createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Parser } from 'htmlparser2';
 
 export async function sameOriginLinks(file: string, pageUrl: string): Promise<string[]> {
@@ -33,7 +34,13 @@ export async function sameOriginLinks(file: string, pageUrl: string): Promise<st
       links.add(url.pathname);
     },
   }, { decodeEntities: true });
-  for await (const chunk of createReadStream(file, { encoding: 'utf8' })) parser.write(chunk as string);
+  // O_NOFOLLOW: a symlink put in a stored page's place is not read (it would show a file outside the root).
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    for await (const chunk of handle.createReadStream({ encoding: 'utf8', autoClose: false })) parser.write(chunk as string);
+  } finally {
+    await handle.close();
+  }
   parser.end();
   return [...links];
 }

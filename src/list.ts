@@ -45,7 +45,8 @@ export async function listEntries(root: CacheRoot, filter: { tag?: string; prefi
   let bytes = 0;
   for (const file of files) {
     const absolute = root.store.resolve(file);
-    const stats = absolute === undefined ? undefined : await fs.lstat(absolute).catch(() => undefined);
+    // Not through a symlinked directory, and not a symlink itself (isFile below).
+    const stats = await root.store.fileStats(file);
     if (absolute === undefined || stats === undefined || !stats.isFile()) continue;
     const meta = await root.store.readMeta(file);
     // The log may still list a file re-rendered without the tag; ls shows what is tagged now.

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { PrerenderError } from './errors.js';
 import { UTF8_TYPES } from './mime.js';
 import { parseOrigin } from './origin.js';
-import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
+import { DEFAULT_BYPASS_COOKIES } from './policy.js';
+import { exactHostPattern, isHostEntry } from './host.js';
 import { STATE_DIR } from './url-path.js';
 import { CRAWL_MARK_HEADER } from './crawl-mark.js';
 
@@ -31,8 +32,8 @@ export interface NginxConfigOptions {
    */
   brotli?: boolean;
   /**
-   * Serve from disk only for these hosts (nginx `$host`); others go to the app. Pass the middleware's
-   * `hosts`.
+   * Serve from disk only when the Host header is exactly one of these (nginx `$http_host`, port
+   * included); others go to the app. Pass the middleware's `hosts`.
    */
   hosts?: readonly string[];
   /** Serve `<root>/$host/` (the middleware's `multiSite`); needs `hosts`. @default false */
@@ -78,8 +79,8 @@ export function nginxConfig(options: NginxConfigOptions): string {
   }
   const hosts = options.hosts ?? [];
   for (const host of hosts) {
-    if (normalizeHost(host) !== host) {
-      throw new PrerenderError('EUSAGE', `--host ${JSON.stringify(host)} is not a lowercase host name without port`, { input: host });
+    if (!isHostEntry(host)) {
+      throw new PrerenderError('EUSAGE', `--host ${JSON.stringify(host)} is not a lowercase host name (with an optional :port)`, { input: host });
     }
   }
   if (options.multiSite === true && hosts.length === 0) {
@@ -87,8 +88,13 @@ export function nginxConfig(options: NginxConfigOptions): string {
   }
   const hostTest = hosts.length === 0
     ? ''
-    : `    if ($host !~ "^(${hosts.map((host) => host.replaceAll('.', '\\.')).join('|')})$") { return 418; }\n`;
-  const rootLine = options.multiSite === true ? `"${root}/$host"` : `"${root}"`;
+    // The Host header exactly as sent, as the middleware checks it (host.ts): $host would lowercase it
+    // and drop a port or trailing dot, and serve the stored page for spellings the app never stored.
+    // $host too: an absolute-form request-target (GET http://other/ HTTP/1.1) names another host
+    // than its Host header, and is that host's business.
+    : `    if ($http_host !~ "${exactHostPattern(hosts)}") { return 418; }\n    if ($host !~ "${exactHostPattern([...new Set(hosts.map((host) => host.replace(/:\d+$/, '')))])}") { return 418; }\n`;
+  // Only ever evaluated for an allowlisted $http_host (any other went to the app above).
+  const rootLine = options.multiSite === true ? `"${root}/$http_host"` : `"${root}"`;
   const cookieTest = cookies.length === 0
     ? ''
     : `    if ($http_cookie ~ "(^|;)\\s*(${cookies.map((name) => name.replaceAll('.', '\\.')).join('|')})\\s*(=|;|$)") { return 418; }\n`;
@@ -120,6 +126,11 @@ ${log?.directive ?? ''}
     charset_types ${CHARSET_TYPES.join(' ')};
     # A cached descriptor would keep serving a purged file for up to open_file_cache_valid.
     open_file_cache off;
+    # No symlink below the root is followed (the root itself may be one, as a --swap \`current\` is):
+    # one planted in the tree would serve any file nginx can read. Costs a hit an openat per path
+    # component (bench/symlinks.bench.ts). from= is the root spelled out, not $document_root: with a
+    # variable there brotli_static serves no .br at all (google/ngx_brotli#134).
+    disable_symlinks on "from=${root}";
     # Precompressed siblings (precompress / crawl --precompress): <file>.gz${brotliNote}.
     gzip_static on;
 ${brotliLine}    # Vary comes from add_header below: gzip_vary would open <file>.gz on every hit, even for clients
@@ -171,7 +182,7 @@ ${cookieTest}${hostTest}
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         # Headers frameworks act on but a file cannot vary by: the app must never see a client's.
-        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Host $http_host;
         proxy_set_header X-Original-URL "";
         proxy_set_header X-Rewrite-URL "";
         proxy_set_header X-HTTP-Method-Override "";

@@ -9,6 +9,7 @@ import { governingDirectives, parseCacheControl } from './cache-control.js';
 import { PrerenderError } from './errors.js';
 import { freshnessOf } from './freshness.js';
 import { parseHttpDate } from './http-date.js';
+import { exactHostRefusal } from './host.js';
 import { isUtf8Charset, isUtf8Type, parseContentType } from './mime.js';
 import { REFUSAL_MESSAGES, toCachePath, type CachePath } from './url-path.js';
 
@@ -38,7 +39,7 @@ export const UNKEYED_HEADERS: readonly string[] = ['x-original-url', 'x-rewrite-
 
 export interface RequestRules {
   bypassCookies: readonly string[];
-  /** When set, only requests for these hosts (normalized) are stored. */
+  /** When set, only requests whose Host (and any X-Forwarded-Host) is exactly one of these are stored. */
   hosts?: ReadonlySet<string>;
 }
 
@@ -50,13 +51,16 @@ export function checkRequest(request: RequestFacts, rules: RequestRules): Verdic
   if (cookie !== undefined) return { store: false, reason: `bypass cookie ${cookie}` };
   const unkeyed = UNKEYED_HEADERS.find((name) => request.headers[name] !== undefined);
   if (unkeyed !== undefined) return { store: false, reason: `${unkeyed} header` };
-  const host = normalizeHost(request.headers.host);
-  const forwardedHost = request.headers['x-forwarded-host'];
-  if (forwardedHost !== undefined && normalizeHost(headerText(forwardedHost)) !== host) {
-    return { store: false, reason: 'X-Forwarded-Host differs from Host' };
-  }
-  if (rules.hosts !== undefined && (host === undefined || !rules.hosts.has(host))) {
-    return { store: false, reason: `host ${JSON.stringify(request.headers.host ?? '')} is not in the allowlist` };
+  let host = normalizeHost(request.headers.host);
+  if (rules.hosts !== undefined) {
+    const refusal = exactHostRefusal(request.headers, rules.hosts);
+    if (refusal !== undefined) return { store: false, reason: refusal };
+    host = request.headers.host;
+  } else {
+    const forwardedHost = request.headers['x-forwarded-host'];
+    if (forwardedHost !== undefined && normalizeHost(headerText(forwardedHost)) !== host) {
+      return { store: false, reason: 'X-Forwarded-Host differs from Host' };
+    }
   }
   const mapped = toCachePath(request.url ?? '');
   if (!mapped.ok) return { store: false, reason: `path not cacheable: ${REFUSAL_MESSAGES[mapped.reason]}` };

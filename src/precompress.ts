@@ -4,7 +4,7 @@
  * where it pays: compressible types, files of at least MIN_BYTES, and only if the result is smaller by
  * a tenth. A sibling is written only while the file is still the version it was made from.
  */
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants, createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -37,7 +37,7 @@ export async function writeSiblings(store: Store, file: string, inode: number, m
   if (absolute === undefined) return [];
   const written: Encoding[] = [];
   for (const encoding of encodings) {
-    const handle = await fs.open(absolute, 'r').catch(() => undefined);
+    const handle = await fs.open(absolute, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch(() => undefined);
     if (handle === undefined) return written;
     const temp = store.openTemp();
     try {

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
 import { fileIo, type FileIo, type IoMode } from './file-io.js';
+import { NoFollow, O_NOFOLLOW } from './no-follow.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
 
 export const FILE_MODE = 0o644;
@@ -34,6 +35,12 @@ export interface StoreOptions {
    * @default 'threadPool'
    */
   io?: IoMode;
+  /**
+   * Whether the root itself may be a symlink (a `--root` the user named, a `current` generation). Not
+   * for a multi-site host's root, which is a directory of the base below it.
+   * @default true
+   */
+  rootMayBeLink?: boolean;
 }
 
 /** What the index keeps about one stored file (`.prerender/meta/<hash>.json`). */
@@ -82,9 +89,10 @@ export class Store {
   readonly metaDir: string;
   private readonly durable: boolean;
   private readonly io: FileIo;
+  /** Checks that no directory below the root is a symlink before it is used (no-follow.ts). */
+  readonly noFollow: NoFollow;
+  private readonly rootMayBeLink: boolean;
   private ready: Promise<void> | undefined;
-  /** Meta bucket directories (at most 256) known to exist: spares a mkdir per write. */
-  private readonly metaBuckets = new Set<string>();
 
   constructor(root: string, options: StoreOptions = {}) {
     this.root = path.resolve(root);
@@ -93,6 +101,8 @@ export class Store {
     this.metaDir = path.join(this.stateDir, 'meta');
     this.durable = options.durable ?? true;
     this.io = fileIo(options.io ?? 'threadPool');
+    this.noFollow = new NoFollow(this.root, this.io);
+    this.rootMayBeLink = options.rootMayBeLink ?? true;
   }
 
   /** Creates the root and state directories and removes temp files left by killed processes. */
@@ -114,6 +124,7 @@ export class Store {
       throw new PrerenderError('EROOT', `cache root ${this.root} does not exist: check --root or $PRERENDER_ROOT`, { input: this.root });
     }
     await refuseSwapBase(this.root);
+    await this.refuseLinkedState();
     if ((await fs.stat(this.stateDir).catch(() => undefined)) !== undefined) return;
     const hosts: string[] = [];
     for (const entry of await fs.readdir(this.root, { withFileTypes: true })) {
@@ -121,6 +132,21 @@ export class Store {
     }
     if (hosts.length > 0) {
       throw new PrerenderError('EROOT', `${this.root} holds the cache roots of several hosts (${hosts.slice(0, 5).join(', ')}${hosts.length > 5 ? ', ...' : ''}): give one, e.g. --root ${path.join(this.root, hosts[0] ?? '')}`, { input: this.root });
+    }
+  }
+
+  /**
+   * Throws EROOT when the state directory (or one of its directories) is a symlink: its files would
+   * be written, appended to and deleted wherever it points.
+   */
+  private async refuseLinkedState(): Promise<void> {
+    if (!this.rootMayBeLink && (await fs.lstat(this.root).catch(() => undefined))?.isSymbolicLink() === true) {
+      throw new PrerenderError('EROOT', `cache root ${this.root} is a symlink inside the multi-site base: prerender does not follow it; make it a directory`, { input: this.root });
+    }
+    for (const dir of [this.stateDir, this.tempDir, this.metaDir, path.join(this.stateDir, 'tags'), path.join(this.stateDir, 'inval')]) {
+      if ((await fs.lstat(dir).catch(() => undefined))?.isSymbolicLink() === true) {
+        throw new PrerenderError('EROOT', `${dir} is a symlink: prerender does not follow symlinks in its state directory; remove it (the cache root must be prerender's alone)`, { input: dir });
+      }
     }
   }
 
@@ -142,8 +168,13 @@ export class Store {
     await this.rootStats();
     try {
       await makeDirectories(this.root, path.parse(this.root).root);
-      await makeDirectories(this.tempDir, this.root);
-      await makeDirectories(this.metaDir, this.root);
+    } catch (error) {
+      throw rootError(this.root, error);
+    }
+    await this.refuseLinkedState();
+    try {
+      await this.noFollow.ensureDir(this.tempDir, DIR_MODE, umaskStrips(DIR_MODE));
+      await this.noFollow.ensureDir(this.metaDir, DIR_MODE, umaskStrips(DIR_MODE));
     } catch (error) {
       throw rootError(this.root, error);
     }
@@ -229,7 +260,7 @@ export class Store {
       }
     };
     let replacing = false;
-    const placed = await placeFile(this.io, temp.path, absolute, this.root, async (freshDirectory) => {
+    const placed = await placeFile(this.io, this.noFollow, temp.path, absolute, async (freshDirectory) => {
       replacing = !freshDirectory && (await this.io.lstat(absolute)) !== undefined;
       if (replacing) await unlinkSiblings();
     });
@@ -254,7 +285,7 @@ export class Store {
   async inodeOf(file: string): Promise<number | undefined> {
     const absolute = this.resolve(file);
     if (absolute === undefined) return undefined;
-    const stats = await this.io.lstat(absolute).catch(() => undefined);
+    const stats = await this.noFollow.lstat(absolute).catch(() => undefined);
     return stats?.isFile() === true ? stats.ino : undefined;
   }
 
@@ -267,7 +298,7 @@ export class Store {
     if ((await this.io.stat(this.metaPathFor(meta.file)).catch(() => undefined)) !== undefined) return;
     const absolute = this.resolve(meta.file);
     if (absolute === undefined) return;
-    const stats = await this.io.lstat(absolute).catch(() => undefined);
+    const stats = await this.noFollow.lstat(absolute).catch(() => undefined);
     if (stats?.ino === inode) await this.writeMeta(meta);
   }
 
@@ -282,6 +313,9 @@ export class Store {
    */
   async list(dir: string[] = [], namePrefix = ''): Promise<string[]> {
     const files: string[] = [];
+    // The directory a prefix names is entered only if no symlink leads there; below it, a symlink is
+    // a Dirent that is neither a file nor a directory, so the walk never enters one either.
+    if ((await this.noFollow.check(path.join(this.root, ...dir))) === 'link') return files;
     const walk = async (segments: string[], prefix: string): Promise<void> => {
       let entries;
       try {
@@ -307,14 +341,19 @@ export class Store {
 
   /** True when a regular file is stored at this root-relative path. */
   async exists(file: string): Promise<boolean> {
+    return (await this.fileStats(file))?.isFile() ?? false;
+  }
+
+  /** lstat of a stored file, or undefined when it is missing or a directory on its way is a symlink. */
+  async fileStats(file: string): Promise<Stats | undefined> {
     const absolute = this.resolve(file);
-    if (absolute === undefined) return false;
-    return (await fs.lstat(absolute).catch(() => undefined))?.isFile() ?? false;
+    if (absolute === undefined) return undefined;
+    return this.noFollow.lstat(absolute).catch(() => undefined);
   }
 
   async readMeta(file: string): Promise<EntryMeta | undefined> {
     try {
-      return JSON.parse(await fs.readFile(this.metaPathFor(file), 'utf8')) as EntryMeta;
+      return JSON.parse(await fs.readFile(this.metaPathFor(file), { encoding: 'utf8', flag: fsConstants.O_RDONLY | O_NOFOLLOW })) as EntryMeta;
     } catch {
       return undefined;
     }
@@ -329,19 +368,15 @@ export class Store {
       await temp.finish(false);
       const target = this.metaPathFor(meta.file);
       const bucket = path.dirname(target);
-      if (!this.metaBuckets.has(bucket)) {
-        await makeDirectories(bucket, this.root, this.io);
-        this.metaBuckets.add(bucket);
-      }
+      // At every write, not once a process: a link can be put in a bucket's place at any time.
+      await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
       try {
         await this.io.rename(temp.path, target);
       } catch (error) {
         // The bucket was removed since (purge --all, a deleted state directory): make it again.
         if (!isErrno(error, 'ENOENT')) throw error;
-        this.metaBuckets.delete(bucket);
-        await makeDirectories(bucket, this.root, this.io);
+        await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
         await this.io.rename(temp.path, target);
-        this.metaBuckets.add(bucket);
       }
       temp.moved();
     } finally {
@@ -357,7 +392,14 @@ export class Store {
     const absolute = this.resolve(file);
     if (absolute === undefined) return false;
     let existed = false;
+    // Only regular files of the tree, reached without a symlink: a purge never deletes through a link,
+    // nor a link someone put in a page's place (it is not a page prerender stored).
+    if ((await this.noFollow.check(path.dirname(absolute))) !== 'ok') {
+      await fs.rm(this.metaPathFor(file), { force: true });
+      return false;
+    }
     for (const candidate of [absolute, ...SIBLING_SUFFIXES.map((suffix) => absolute + suffix)]) {
+      if ((await this.io.lstat(candidate))?.isFile() !== true) continue;
       try {
         await fs.unlink(candidate);
         existed = true;
@@ -483,17 +525,20 @@ function umaskStrips(mode: number): boolean {
 }
 
 /** `beforeRename` runs once the parent exists, told whether this attempt created it. */
-async function placeFile(io: FileIo, source: string, target: string, root: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
+async function placeFile(io: FileIo, noFollow: NoFollow, source: string, target: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
   // A concurrent purge may prune the parent directory between mkdir and rename; try again then.
   for (let attempt = 0; ; attempt++) {
     try {
-      await beforeRename(await makeDirectories(path.dirname(target), root, io));
+      // rename(2) replaces a symlink at the target itself, never what it points at; the directories
+      // on the way are the ones that must not be links.
+      await beforeRename(await noFollow.ensureDir(path.dirname(target), DIR_MODE, umaskStrips(DIR_MODE)));
       await io.rename(source, target);
       return { ok: true };
     } catch (error) {
       if (isErrno(error, 'ENOTDIR', 'EEXIST')) return { ok: false, reason: 'a file stands where a directory is needed' };
       if (isErrno(error, 'EISDIR', 'ENOTEMPTY')) return { ok: false, reason: 'a directory stands where the file goes' };
       if (isErrno(error, 'ENAMETOOLONG')) return { ok: false, reason: 'name too long for the file system' };
+      if (isErrno(error, 'ELOOP')) return { ok: false, reason: `a symlink stands on the way to the file (${error.message.replace(/^ELOOP: /, '')})` };
       if (!isErrno(error, 'ENOENT') || attempt >= 3) throw error;
     }
   }

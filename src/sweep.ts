@@ -4,7 +4,9 @@
  * of seconds past, abandoned temp files. Running processes act on expiry by themselves (expiry.ts);
  * a sweep from cron covers the time none runs.
  */
+import { constants } from 'node:fs';
 import fs from 'node:fs/promises';
+import { O_NOFOLLOW } from './no-follow.js';
 import path from 'node:path';
 import type { CacheRoot } from './cache-root.js';
 import { parseOrigin } from './origin.js';
@@ -29,7 +31,10 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   const result: SweepResult = { removed: [], refreshed: [], failed: [], orphans: 0 };
 
   const expired: string[] = [];
-  for (const bucket of await fs.readdir(root.store.metaDir).catch(() => [] as string[])) {
+  for (const entry of await fs.readdir(root.store.metaDir, { withFileTypes: true }).catch(() => [])) {
+    // A symlinked bucket is not entered: the sweep would delete what it takes for stray records there.
+    if (!entry.isDirectory()) continue;
+    const bucket = entry.name;
     for (const name of await fs.readdir(path.join(root.store.metaDir, bucket)).catch(() => [] as string[])) {
       const metaPath = path.join(root.store.metaDir, bucket, name);
       const meta = await readJson(metaPath);
@@ -68,7 +73,7 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
 
 async function readJson(file: string): Promise<EntryMeta | undefined> {
   try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as EntryMeta;
+    return JSON.parse(await fs.readFile(file, { encoding: 'utf8', flag: constants.O_RDONLY | O_NOFOLLOW })) as EntryMeta;
   } catch {
     return undefined;
   }

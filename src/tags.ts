@@ -22,7 +22,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isErrno } from './errors.js';
-import { FILE_MODE, isAlive, makeDirectories } from './store.js';
+import { fileIo } from './file-io.js';
+import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
+import { DIR_MODE, FILE_MODE, isAlive } from './store.js';
 
 /** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */
 const COMPACT_BYTES = 256 * 1024;
@@ -37,10 +39,28 @@ export class TagIndex {
   private readonly root: string;
   private asideCounter = 0;
   private readonly compactedSizes = new Map<string, number>();
+  private readonly noFollow: NoFollow;
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'tags');
     this.root = root;
+    this.noFollow = new NoFollow(root, fileIo('threadPool'));
+  }
+
+  /**
+   * Makes sure a log's bucket is a directory of the tree and not a symlink: appends, renames and
+   * deletes there would otherwise land wherever it points. Checked at every use, not once a process:
+   * a link can be put in a bucket's place at any time. False when it does not exist (and `create` is off).
+   */
+  private async bucketFor(log: string, create: boolean): Promise<boolean> {
+    const bucket = path.dirname(log);
+    if (create) {
+      await this.noFollow.ensureStateDir(bucket, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
+      return true;
+    }
+    const state = await this.noFollow.check(bucket);
+    if (state === 'link') throw stateLinkError(bucket);
+    return state === 'ok';
   }
 
   logPath(tag: string): string {
@@ -74,13 +94,17 @@ export class TagIndex {
 
   private async appendTo(log: string, files: readonly string[]): Promise<LogIdentity> {
     const record = Buffer.from(files.map((file) => `\n${file}\t${checksum(file)}\n`).join(''));
+    // O_NOFOLLOW: a symlink planted at a log's path would turn every store into an append to any file.
+    const flags = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | O_NOFOLLOW;
     let handle;
     try {
-      handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
+      if (!(await this.bucketFor(log, false))) throw Object.assign(new Error(`ENOENT: ${log}`), { code: 'ENOENT' });
+      handle = await fs.open(log, flags, FILE_MODE);
     } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError(log);
       if (!isErrno(error, 'ENOENT')) throw error;
-      await makeDirectories(path.dirname(log), this.root);
-      handle = await fs.open(log, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT, FILE_MODE);
+      await this.bucketFor(log, true);
+      handle = await fs.open(log, flags, FILE_MODE);
     }
     try {
       await handle.write(record);
@@ -103,6 +127,7 @@ export class TagIndex {
 
   /** Files recorded under a tag, deduplicated, without taking the log. */
   async files(tag: string): Promise<string[]> {
+    if (!(await this.bucketFor(this.logPath(tag), false))) return [];
     const logs = [this.logPath(tag), ...(await this.asideLogs(this.logPath(tag)))];
     const files = new Set<string>();
     for (const log of logs) for (const file of await readRecords(log)) files.add(file);
@@ -118,6 +143,7 @@ export class TagIndex {
   }
 
   private async takeLog(log: string): Promise<{ files: string[]; release: () => Promise<void> }> {
+    if (!(await this.bucketFor(log, false))) return { files: [], release: async () => undefined };
     const aside = `${log}.${process.pid}-${++this.asideCounter}-${randomBytes(3).toString('hex')}${ASIDE}`;
     const taken: string[] = [];
     try {
@@ -164,7 +190,11 @@ export class TagIndex {
   /** Every tag-log path in the index, for sweeps that visit them all. */
   async allLogs(): Promise<string[]> {
     const logs: string[] = [];
-    for (const bucket of await fs.readdir(this.dir).catch(() => [] as string[])) {
+    if ((await this.noFollow.check(this.dir)) !== 'ok') return logs;
+    for (const entry of await fs.readdir(this.dir, { withFileTypes: true }).catch(() => [])) {
+      // A symlinked bucket is not entered: a compaction would rename and delete logs wherever it points.
+      if (!entry.isDirectory()) continue;
+      const bucket = entry.name;
       for (const name of await fs.readdir(path.join(this.dir, bucket)).catch(() => [] as string[])) {
         if (name.endsWith('.log')) logs.push(path.join(this.dir, bucket, name));
       }
@@ -217,9 +247,10 @@ function checksum(file: string): string {
 async function readRecords(log: string): Promise<string[]> {
   let text: string;
   try {
-    text = await fs.readFile(log, 'utf8');
+    text = await fs.readFile(log, { encoding: 'utf8', flag: fsConstants.O_RDONLY | O_NOFOLLOW });
   } catch (error) {
-    if (isErrno(error, 'ENOENT')) return [];
+    // A symlink in a log's place lists nothing: what it points at is no index of ours.
+    if (isErrno(error, 'ENOENT', 'ELOOP')) return [];
     throw error;
   }
   const files: string[] = [];

@@ -71,16 +71,23 @@ request('headers frameworks act on but nginx does not key on are never stored', 
   assert.ok(checkRequest({ method: 'GET', url: '/a', headers: { host: 'A.com:8080', 'x-forwarded-host': 'a.com' } }, { bypassCookies: [] }).store);
 });
 
-request('a host allowlist: Host normalized as nginx $host, anything else refused', () => {
-  const hosts = new Set(['example.com', 'www.example.com']);
-  const verdict = (host: string | undefined) => checkRequest({ method: 'GET', url: '/a', headers: host === undefined ? {} : { host } }, { bypassCookies: [], hosts });
-  for (const host of ['example.com', 'EXAMPLE.COM', 'example.com:8080', 'www.example.com.', ' www.example.com ']) {
+request('a host allowlist: Host (and X-Forwarded-Host) exactly an entry, any other spelling refused', () => {
+  const hosts = new Set(['example.com', 'www.example.com', 'www.example.com:8080']);
+  const verdict = (host: string | undefined, forwarded?: string) => checkRequest({
+    method: 'GET', url: '/a', headers: { ...(host === undefined ? {} : { host }), ...(forwarded === undefined ? {} : { 'x-forwarded-host': forwarded }) },
+  }, { bypassCookies: [], hosts });
+  for (const host of ['example.com', 'www.example.com', 'www.example.com:8080']) {
     const result = verdict(host);
     assert.ok(result.store, host);
-    if (result.store) assert.ok(hosts.has(result.host ?? ''), host);
+    if (result.store) assert.is(result.host, host);
+    assert.ok(verdict(host, host).store, `${host} forwarded as itself`);
   }
-  for (const host of [undefined, '', 'evil.com', 'example.com.evil.com', 'example.com/..', '../example.com', 'example.com:80:80', '[::1]', 'exa mple.com', 'example.com\\x', `${'a'.repeat(64)}.com`]) {
+  for (const host of [undefined, '', 'EXAMPLE.COM', 'Example.com', 'example.com:80', 'example.com:1337', 'example.com:99999', 'example.com.', ' www.example.com ',
+    'www.example.com:08080', 'evil.com', 'example.com.evil.com', 'example.com/..', '../example.com', 'example.com:80:80', '[::1]', 'exa mple.com', 'example.com\\x', `${'a'.repeat(64)}.com`]) {
     assert.is(verdict(host).store, false, String(host));
+  }
+  for (const forwarded of ['evil.com', 'EXAMPLE.COM', 'example.com:1337', 'example.com.', 'www.example.com']) {
+    assert.is(verdict('example.com', forwarded).store, false, `X-Forwarded-Host ${forwarded}`);
   }
 });
 

@@ -10,6 +10,7 @@ import { createGeneration, currentGenerationDir, publishGeneration } from '../ge
 import type { CrawlEntry } from './entries.js';
 import { isSwapBase } from './state.js';
 import type { FleetRedis } from './stream.js';
+import { constants } from 'node:fs';
 
 export interface FleetCrawlReport {
   ok: boolean;
@@ -68,7 +69,7 @@ async function crawlHere(context: FleetCrawlContext): Promise<FleetCrawlReport> 
   let listFile: string | undefined;
   if (source === undefined) {
     listFile = path.join(context.dir, `crawl-${context.entryId}.list`);
-    await fs.writeFile(listFile, Buffer.from(entry.list ?? '', 'base64'), { mode: 0o644 });
+    await fs.writeFile(listFile, Buffer.from(entry.list ?? '', 'base64'), { mode: 0o644, flag: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW });
     source = listFile;
   }
   try {

@@ -20,7 +20,7 @@ import { PrerenderError } from '../errors.js';
 import { purge } from '../purge.js';
 import { runFleetCrawl } from './agent-crawl.js';
 import { decodeEntry, type FleetEntry, type PurgeEntry } from './entries.js';
-import { DEFAULT_MAX_SILENCE_MS, PositionFile, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeStatus, type AgentStatus } from './state.js';
+import { DEFAULT_MAX_SILENCE_MS, PositionFile, ensureFleetDir, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeStatus, type AgentStatus } from './state.js';
 import { FleetRedis, compareIds, missedEntries, redactUrl, type StreamEntry } from './stream.js';
 
 export interface AgentOptions {
@@ -315,7 +315,7 @@ export function startAgent(options: AgentOptions): Agent {
 
   const stopped = (async () => {
     try {
-      await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+      await ensureFleetDir(dir);
       await writeStatus(dir, status());
       await loop();
     } finally {

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MAX_SILENCE_MS, STATUS_FILE, fleetDir, storingVerdict, type AgentStatus, type StoringVerdict } from './state.js';
+import { readStateFile } from '../no-follow.js';
 
 export interface GuardOptions {
   /**
@@ -58,7 +59,7 @@ export class StoringGuard {
   }
 
   private async poll(): Promise<void> {
-    const text = await fs.readFile(this.file, 'utf8').catch(() => undefined);
+    const text = await readStateFile(this.file).catch(() => undefined);
     const status = parse(text);
     // A torn or missing read keeps the last word, which ages out on its own.
     if (status !== undefined) {

@@ -11,6 +11,8 @@ import { existsSync, lstatSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_DIR } from '../url-path.js';
+import { fileIo } from '../file-io.js';
+import { CREATE_NO_FOLLOW, UPDATE_NO_FOLLOW, ensureStateDirectory, readStateFile } from '../no-follow.js';
 
 export const STATUS_FILE = 'agent.json';
 /**
@@ -82,7 +84,7 @@ function positionRecord(id: string, epoch: string): Buffer {
  * the agent then treats the tree as one that cannot know what it applied.
  */
 export async function readPositionRecord(dir: string): Promise<PositionRecord | undefined> {
-  const text = await fs.readFile(path.join(dir, POSITION_FILE), 'utf8').catch(() => undefined);
+  const text = await readStateFile(path.join(dir, POSITION_FILE)).catch(() => undefined);
   const match = /^(\d+-\d+) ([0-9a-f]{1,32}) [0-9a-f]{12} *\n$/.exec(text ?? '');
   if (match === null) return undefined;
   const [id, epoch] = [match[1] as string, match[2] as string];
@@ -109,7 +111,7 @@ export class PositionFile {
       if ((await fs.stat(file).catch(() => undefined))?.size !== POSITION_BYTES) {
         await writeFileAtomic(this.dir, POSITION_FILE, positionRecord(id, epoch).toString('utf8'), true);
       }
-      this.handle = await fs.open(file, 'r+');
+      this.handle = await fs.open(file, UPDATE_NO_FOLLOW);
     }
     await this.handle.write(positionRecord(id, epoch), 0, POSITION_BYTES, 0);
     await this.handle.datasync();
@@ -126,7 +128,7 @@ export async function writeStatus(dir: string, status: AgentStatus): Promise<voi
 }
 
 export async function readStatus(dir: string): Promise<AgentStatus | undefined> {
-  const text = await fs.readFile(path.join(dir, STATUS_FILE), 'utf8').catch(() => undefined);
+  const text = await readStateFile(path.join(dir, STATUS_FILE)).catch(() => undefined);
   if (text === undefined) return undefined;
   try {
     const value = JSON.parse(text) as AgentStatus;
@@ -158,9 +160,9 @@ export function storingVerdict(status: AgentStatus | undefined, now: number, max
 }
 
 async function writeFileAtomic(dir: string, name: string, text: string, durable: boolean): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+  await ensureFleetDir(dir);
   const temp = path.join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await fs.open(temp, 'w', 0o644);
+  const handle = await fs.open(temp, CREATE_NO_FOLLOW, 0o644);
   try {
     await handle.writeFile(text);
     if (durable) await handle.sync();
@@ -197,4 +199,9 @@ function statSafe(file: string): ReturnType<typeof statSync> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The fleet directory, made without going through a symlink in the state directory (EROOT there). */
+export async function ensureFleetDir(dir: string): Promise<void> {
+  await ensureStateDirectory(dir, fileIo('threadPool'));
 }

@@ -1,0 +1,140 @@
+/**
+ * No symlink below the root is followed (DESIGN.md invariant 2). Whoever can write the root (the app's
+ * user) could otherwise plant `root/blog -> /etc` and have a store write there, or a purge, run by a
+ * more privileged CLI (root's cron, CI), delete there. The root itself, and a `current` generation
+ * link, may be symlinks: they are what the user named.
+ *
+ * Node has no openat2(RESOLVE_NO_SYMLINKS), so a directory is checked before it is used: one
+ * realpath(3) (a single call, however deep) must land exactly where the path says, below the root's
+ * own real path. What is created is created one component at a time with lstat and a plain mkdir,
+ * which never follows a link. Files are opened with O_NOFOLLOW. What remains is the race of a link
+ * swapped in between a check and its use, by someone who can write the root while it happens.
+ */
+import { constants, type Stats } from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { PrerenderError, isErrno } from './errors.js';
+import type { FileIo } from './file-io.js';
+import { STATE_DIR } from './url-path.js';
+
+export const O_NOFOLLOW = constants.O_NOFOLLOW;
+
+export type DirState = 'ok' | 'missing' | 'link';
+
+/** A symlink in prerender's state directory: the root is unusable until it is removed (the CLI exits 2). */
+export function stateLinkError(where: string): PrerenderError {
+  return new PrerenderError('EROOT', `${where} is a symlink: prerender does not follow symlinks in its state directory; remove it (the cache root must be prerender's alone)`, { input: where });
+}
+
+/** The error a symlink on the way gives: ELOOP, as the kernel says for O_NOFOLLOW. */
+export function symlinkError(where: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ELOOP: ${where} is a symlink below the cache root; prerender does not follow it`), { code: 'ELOOP', path: where });
+}
+
+export class NoFollow {
+  readonly root: string;
+  private readonly io: FileIo;
+  private realRoot: string | undefined;
+
+  constructor(root: string, io: FileIo) {
+    this.root = root;
+    this.io = io;
+  }
+
+  /**
+   * Whether `dir` (the root or below it) is reached without a symlink below the root: 'missing' when
+   * a component does not exist (nothing there to follow yet), 'link' when one is a symlink or the
+   * path leaves the root.
+   */
+  async check(dir: string): Promise<DirState> {
+    const relative = path.relative(this.root, dir);
+    if (relative === '') return 'ok';
+    // `..\\x` or `..foo` are names of the tree; only `..` as a whole segment leaves it.
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) return 'link';
+    const real = await this.io.realpath(dir);
+    if (real === undefined) return 'missing';
+    for (let attempt = 0; attempt < 2; attempt++) {
+      // Cached, and read again on a mismatch: a root reached through `current` changes its real path
+      // when a --swap switches generations.
+      if (attempt === 1 || this.realRoot === undefined) this.realRoot = await this.io.realpath(this.root);
+      if (this.realRoot !== undefined && real === path.join(this.realRoot, relative)) return 'ok';
+    }
+    return 'link';
+  }
+
+  /**
+   * `mkdir -p` below the root that never goes through a symlink: throws ELOOP at one, ENOTDIR at a
+   * file. Resolves to true when `dir` itself was created by this call (so it is empty).
+   */
+  async ensureDir(dir: string, mode: number, fixMode: boolean): Promise<boolean> {
+    const state = await this.check(dir);
+    if (state === 'ok') return false;
+    if (state === 'link') throw symlinkError(dir);
+    // The root itself is the user's to name, link or not; made as before, with its parents.
+    if ((await this.io.stat(this.root)) === undefined) await this.io.mkdirp(this.root, mode);
+    let current = this.root;
+    let created = false;
+    for (const segment of path.relative(this.root, dir).split(path.sep)) {
+      current = path.join(current, segment);
+      let stats: Stats | undefined = await this.io.lstat(current);
+      created = false;
+      if (stats === undefined) {
+        if (await this.io.mkdir(current, mode)) {
+          created = true;
+          if (fixMode) await this.io.chmod(current, mode);
+          continue;
+        }
+        // Made by someone else meanwhile: whatever it is, it is checked like any other.
+        stats = await this.io.lstat(current);
+      }
+      if (stats?.isSymbolicLink() === true) throw symlinkError(current);
+      if (stats !== undefined && !stats.isDirectory()) throw Object.assign(new Error(`ENOTDIR: ${current} is not a directory`), { code: 'ENOTDIR', path: current });
+    }
+    return created;
+  }
+
+  /** `ensureDir` for a directory of the state directory: a symlink there is EROOT, not one page skipped. */
+  async ensureStateDir(dir: string, mode: number, fixMode: boolean): Promise<boolean> {
+    try {
+      return await this.ensureDir(dir, mode, fixMode);
+    } catch (error) {
+      if (isErrno(error, 'ELOOP')) throw stateLinkError((error as NodeJS.ErrnoException).path ?? dir);
+      throw error;
+    }
+  }
+
+  /** lstat of a file below the root, or undefined when it is missing or a directory on the way is a symlink. */
+  async lstat(file: string): Promise<Stats | undefined> {
+    if ((await this.check(path.dirname(file))) !== 'ok') return undefined;
+    return this.io.lstat(file);
+  }
+}
+
+/**
+ * Makes (or checks) `dir`, a directory of the state directory `<root>/.prerender/...`, without going
+ * through a symlink: one there is EROOT. For modules that keep files of their own in the state
+ * directory (the expiry index, the fleet agent's position) and have no NoFollow of their root.
+ */
+export async function ensureStateDirectory(dir: string, io: FileIo): Promise<void> {
+  const parts = path.resolve(dir).split(path.sep);
+  const at = parts.lastIndexOf(STATE_DIR);
+  if (at < 1) throw new TypeError(`Expected \`dir\` to be below a ${STATE_DIR} directory, not ${dir}`);
+  const root = parts.slice(0, at).join(path.sep) || path.sep;
+  await new NoFollow(root, io).ensureStateDir(dir, 0o755, (process.umask() & 0o755) !== 0);
+}
+
+/** Flags that open a state file without following a link at its name. */
+export const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+export const APPEND_NO_FOLLOW = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+export const CREATE_NO_FOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+export const UPDATE_NO_FOLLOW = constants.O_RDWR | constants.O_NOFOLLOW;
+
+/** `fs.readFile` of a state file that refuses a symlink at its name (ELOOP) instead of reading through it. */
+export async function readStateFile(file: string): Promise<string> {
+  const handle = await fsp.open(file, READ_NO_FOLLOW);
+  try {
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
