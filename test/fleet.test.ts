@@ -235,7 +235,8 @@ if (hasRedis) {
     fleet.events = [];
     fleet.publisher = createCache({ root: fleet.roots[0] as string, fleet: { redis: fleet.redis.url, waitMs: 10_000 }, log: () => undefined });
     fleet.host3 = createCache({
-      root: fleet.roots[2] as string, fleet: { redis: fleet.redis.url }, log: () => undefined,
+      // Without coalescing: the held request must reach the handler, not share the page just stored.
+      root: fleet.roots[2] as string, fleet: { redis: fleet.redis.url }, log: () => undefined, coalesce: false,
       onEvent: (event) => fleet.events.push(event.type === 'stored' ? `stored ${event.urlPath}` : `skipped ${event.urlPath}: ${event.reason}`),
     });
   }, async (fleet) => {
@@ -285,6 +286,49 @@ race('once the fleet purge returned, the old render is refused on host 3, and a 
 });
 
 race.run();
+
+// --- an unsafe request on one host invalidates on every host
+
+interface UnsafeFleet extends Fleet {
+  cache: Cache;
+  app: Server;
+}
+
+const unsafe = suite<UnsafeFleet>('fleet: a POST answered on host 1 invalidates its page on every host');
+if (hasRedis) {
+  setUpSuite(unsafe, async (fleet) => {
+    await startFleet(fleet, 2);
+    fleet.cache = createCache({ root: fleet.roots[0] as string, fleet: { redis: fleet.redis.url, waitMs: 10_000 }, log: () => undefined });
+    fleet.app = await startServer(fleet.cache.wrap((req: IncomingMessage, res: ServerResponse) => {
+      if (req.method === 'POST') {
+        res.writeHead(303, { location: '/other' });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end('<p>page</p>');
+    }));
+  }, async (fleet) => {
+    await fleet.app?.close();
+    await fleet.cache?.close();
+    await stopFleet(fleet);
+  });
+}
+
+unsafe('once the 303 has arrived, /page and its Location are gone from host 2 too', async (fleet) => {
+  const host2 = new CacheRoot(fleet.roots[1] as string, { durable: false });
+  await storePage(host2, '/page', ['x']);
+  await storePage(host2, '/other', ['x']);
+  await storePage(host2, '/kept', ['x']);
+  const reply = await request(fleet.app.port, '/page', { method: 'POST' });
+  assert.is(reply.status, 303);
+  const left = await listFiles(fleet.roots[1] as string);
+  assert.not.ok(left.includes('page/index.html'), left.join(', '));
+  assert.not.ok(left.includes('other/index.html'), left.join(', '));
+  assert.ok(left.includes('kept/index.html'), left.join(', '));
+});
+
+unsafe.run();
 
 // --- the stream trimmed past a stopped agent
 
