@@ -14,7 +14,7 @@ import { publishPurge } from '../src/fleet/publish.js';
 import { agentCheck } from '../src/fleet/status.js';
 import { fleetDir, readPosition, readStatus } from '../src/fleet/state.js';
 import { FleetRedis, compareIds } from '../src/fleet/stream.js';
-import { freePort, listFiles, nginxAvailable, startNginx, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
+import { Gate, freePort, listFiles, nginxAvailable, startNginx, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
 import { redisAvailable, startAgentProcess, startRedis, waitForLog, type AgentProcess, type RedisServer } from './redis-helpers.js';
 
 const hasRedis = redisAvailable();
@@ -195,31 +195,6 @@ crash.run();
 
 // --- a render on host 3 that started before a purge published on host 1
 
-/** Holds a handler mid-render until the test releases it. */
-class Gate {
-  readonly entered: Promise<void>;
-  private readonly opened: Promise<void>;
-  private enter!: () => void;
-  private open!: () => void;
-
-  constructor() {
-    this.entered = new Promise((resolve) => {
-      this.enter = resolve;
-    });
-    this.opened = new Promise((resolve) => {
-      this.open = resolve;
-    });
-  }
-
-  async pass(): Promise<void> {
-    this.enter();
-    await this.opened;
-  }
-
-  release(): void {
-    this.open();
-  }
-}
 
 interface RaceFleet extends Fleet {
   publisher: Cache;

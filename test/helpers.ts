@@ -371,3 +371,29 @@ export async function stopCachedSite(site: Partial<CachedSite>): Promise<void> {
   await site.cache?.idle();
   if (site.dir !== undefined) await removeDir(site.dir);
 }
+
+/** Holds a handler mid-render until the test releases it. */
+export class Gate {
+  readonly entered: Promise<void>;
+  private readonly opened: Promise<void>;
+  private enter!: () => void;
+  private open!: () => void;
+
+  constructor() {
+    this.entered = new Promise((resolve) => {
+      this.enter = resolve;
+    });
+    this.opened = new Promise((resolve) => {
+      this.open = resolve;
+    });
+  }
+
+  async pass(): Promise<void> {
+    this.enter();
+    await this.opened;
+  }
+
+  release(): void {
+    this.open();
+  }
+}

@@ -12,38 +12,13 @@ import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../
 import { CacheRoot } from '../src/cache-root.js';
 import { purge } from '../src/purge.js';
 import { Store, type EntryMeta } from '../src/store.js';
-import { listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
+import { Gate, listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
 
 // ---
 
-/** Holds a handler mid-render until the test releases it. */
-class Gate {
-  readonly entered: Promise<void>;
-  private readonly opened: Promise<void>;
-  private enter!: () => void;
-  private open!: () => void;
-
-  constructor() {
-    this.entered = new Promise((resolve) => {
-      this.enter = resolve;
-    });
-    this.opened = new Promise((resolve) => {
-      this.open = resolve;
-    });
-  }
-
-  async pass(): Promise<void> {
-    this.enter();
-    await this.opened;
-  }
-
-  release(): void {
-    this.open();
-  }
-}
 
 interface RaceContext {
   dir: string;

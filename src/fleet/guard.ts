@@ -7,11 +7,11 @@
  * The file is re-read a few times a second, off any response; the verdict also ages on its own, so
  * an agent that dies mid-sentence stops storing once its last heartbeat is too old.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_MAX_SILENCE_MS, STATUS_FILE, fleetDir, storingVerdict, type AgentStatus, type StoringVerdict } from './state.js';
-import { readStateFile } from '../no-follow.js';
+import { DEFAULT_MAX_SILENCE_MS, STATUS_FILE, fleetDir, parseStatus, storingVerdict, type AgentStatus, type StoringVerdict } from './state.js';
+import { READ_NO_FOLLOW, readStateFile } from '../no-follow.js';
 
 export interface GuardOptions {
   /**
@@ -42,7 +42,7 @@ export class StoringGuard {
     this.maxSilenceMs = options.maxSilenceMs ?? DEFAULT_MAX_SILENCE_MS;
     this.required = options.required;
     this.log = options.log;
-    this.status = parse(safeRead(this.file));
+    this.status = parseStatus(safeRead(this.file));
     if (this.status !== undefined) this.required = true;
     this.timer = setInterval(() => void this.poll(), options.pollMs ?? 250);
     this.timer.unref();
@@ -60,7 +60,7 @@ export class StoringGuard {
 
   private async poll(): Promise<void> {
     const text = await readStateFile(this.file).catch(() => undefined);
-    const status = parse(text);
+    const status = parseStatus(text);
     // A torn or missing read keeps the last word, which ages out on its own.
     if (status !== undefined) {
       this.status = status;
@@ -78,17 +78,13 @@ export class StoringGuard {
 
 function safeRead(file: string): string | undefined {
   try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function parse(text: string | undefined): AgentStatus | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const value = JSON.parse(text) as AgentStatus;
-    return typeof value.heartbeatAt === 'number' && typeof value.caughtUpAt === 'number' ? value : undefined;
+    // Opened without following a link at its name: a planted agent.json link must not vouch for the host.
+    const fd = openSync(file, READ_NO_FOLLOW);
+    try {
+      return readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return undefined;
   }

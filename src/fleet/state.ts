@@ -128,7 +128,11 @@ export async function writeStatus(dir: string, status: AgentStatus): Promise<voi
 }
 
 export async function readStatus(dir: string): Promise<AgentStatus | undefined> {
-  const text = await readStateFile(path.join(dir, STATUS_FILE)).catch(() => undefined);
+  return parseStatus(await readStateFile(path.join(dir, STATUS_FILE)).catch(() => undefined));
+}
+
+/** An agent's status file's text, or undefined when it is missing or not one (a torn or foreign file). */
+export function parseStatus(text: string | undefined): AgentStatus | undefined {
   if (text === undefined) return undefined;
   try {
     const value = JSON.parse(text) as AgentStatus;
