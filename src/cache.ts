@@ -230,6 +230,12 @@ export function createCache(options: CacheOptions): Cache {
   const warn = throttledLogger(options.log ?? consoleLogger);
   const fleet = createFleetLink([...roots.values()].map((root) => root.root), checkFleetOptions(options.fleet), (message) => (options.log ?? consoleLogger)(message));
   const pending = new Set<Promise<void>>();
+  // A dropped copy's temp file is unlinked in the background; idle() waits for that too, so once it
+  // resolves no temp file of a finished response is left.
+  const track = (work: Promise<unknown>): void => {
+    const task: Promise<void> = work.then(() => undefined, () => undefined).finally(() => pending.delete(task));
+    pending.add(task);
+  };
   const commits = pLimit(STORE_CONCURRENCY);
   let reserved = 0;
   const stats = new StatsRecorder(() => reserved);
@@ -270,8 +276,9 @@ export function createCache(options: CacheOptions): Cache {
       reserved++;
       return rootFor(host).store.openTemp();
     },
-    release() {
+    release(temp) {
       reserved--;
+      track(temp.discard());
     },
     skip(urlPath, reason, error) {
       if (reason === BUSY) {
@@ -284,8 +291,8 @@ export function createCache(options: CacheOptions): Cache {
       const bytes = temp.bytes;
       const gate = fleet.verdict(root.root);
       if (!gate.storing) {
-        void temp.discard();
         reserved--;
+        track(temp.discard());
         options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `not storing: ${gate.reason}` });
         return;
       }

@@ -32,7 +32,7 @@ export interface CaptureContext {
   /**
    * A temp file for one response's body, or undefined when too many stores are already pending: the
    * response is then passed through unstored, so a miss storm cannot pile work up behind the app.
-   * Every temp handed out is either passed to `store` or given back with `release`.
+   * Every temp handed out is either passed to `store` or given back with `release`, which discards it.
    */
   openTemp(host: string | undefined): TempFile | undefined;
   release(temp: TempFile): void;
@@ -77,10 +77,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     if (target !== undefined) context.skip(target.urlPath, reason, error);
     target = undefined;
     response = undefined;
-    if (sink !== undefined) {
-      void sink.temp.discard();
-      context.release(sink.temp);
-    }
+    if (sink !== undefined) context.release(sink.temp);
     sink = undefined;
   };
 
