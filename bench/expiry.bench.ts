@@ -15,6 +15,7 @@ import { CacheRoot } from '../src/cache-root.js';
 import { expireFiles } from '../src/expiry.js';
 import { sweep } from '../src/sweep.js';
 import type { BenchRow } from './report.js';
+import { storePage } from '../test/helpers.js';
 
 const BENCH = 'expiry';
 const EXPIRING = 200;
@@ -22,7 +23,6 @@ const SIZES = [2_000, 50_000] as const;
 const REPEATS = 3;
 const CONCURRENCY = 16;
 const GOAL = 1.5;
-const BODY = Buffer.from('<!doctype html><title>bench</title><p>a cached page</p>\n');
 
 type Limit = ReturnType<typeof pLimit>;
 
@@ -46,7 +46,7 @@ export async function run(): Promise<BenchRow[]> {
       const started = Date.now();
       await Promise.all(Array.from({ length: others }, (_, page) => limit(() =>
         // Spread over the next two days: thousands of future logs in ~48 hour directories.
-        store(root, `other/p${page}`, Date.now() + 3600_000 + ((page * 7919) % 172_800) * 1000))));
+        storePage(root, `/other/p${page}`, [], { expiresAt: Date.now() + 3600_000 + ((page * 7919) % 172_800) * 1000 }))));
       progress(`${label(others)}: stored ${others} other pages in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     }
     for (let round = 0; round <= REPEATS; round++) {
@@ -73,7 +73,7 @@ async function timeExpiry(subject: Subject, limit: Limit): Promise<{ expire: num
   const { root } = subject;
   // All due at one instant, a little ahead, so the index holds them in one second's log.
   const at = Math.ceil((Date.now() + 1500) / 1000) * 1000 + 100;
-  await Promise.all(Array.from({ length: EXPIRING }, (_, page) => limit(() => store(root, `expiring/p${page}`, at))));
+  await Promise.all(Array.from({ length: EXPIRING }, (_, page) => limit(() => storePage(root, `/expiring/p${page}`, [], { expiresAt: at }))));
   // An idle check just before they are due: its cost is the few stats of the seconds around now.
   await root.expiry.due();
   const idleStarted = process.hrtime.bigint();
@@ -92,15 +92,6 @@ async function timeExpiry(subject: Subject, limit: Limit): Promise<{ expire: num
   return { expire, idle };
 }
 
-async function store(root: CacheRoot, name: string, expiresAt: number): Promise<void> {
-  const temp = root.store.openTemp();
-  temp.write(BODY);
-  const now = Date.now();
-  const file = `${name}/index.html`;
-  const meta = { urlPath: `/${name}`, file, tags: [], renderedAt: now, storedAt: now, expiresAt, mediaType: 'text/html', size: BODY.byteLength, mtime: Math.floor(now / 1000) };
-  const result = await root.commit(temp, meta);
-  if (!result.stored) throw new Error(`${BENCH}: ${file} was not stored: ${result.reason}`);
-}
 
 function rows(subjects: readonly Subject[]): BenchRow[] {
   const out: BenchRow[] = [];

@@ -15,6 +15,7 @@ import { CacheRoot } from '../src/cache-root.js';
 import { publishPurge, waitForHosts } from '../src/fleet/publish.js';
 import { FleetRedis, compareIds } from '../src/fleet/stream.js';
 import { purge, type PurgeSelector } from '../src/purge.js';
+import { storePage } from '../test/helpers.js';
 import { startAgentProcess, startRedis, waitForLog, type AgentProcess } from '../test/redis-helpers.js';
 import type { BenchRow } from './report.js';
 
@@ -23,7 +24,6 @@ const HOSTS = 3;
 const PURGES = 1_000;
 const PAGES = 2_000;
 const GOAL_P99_MS = 50;
-const BODY = Buffer.from('<!doctype html><p>a cached page</p>\n');
 
 export async function run(): Promise<BenchRow[]> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'prerender-bench-fleet-'));
@@ -96,14 +96,7 @@ export async function run(): Promise<BenchRow[]> {
 
 async function fill(root: CacheRoot): Promise<void> {
   const limit = pLimit(16);
-  await Promise.all(Array.from({ length: PAGES }, (_, i) => limit(async () => {
-    const urlPath = `/s${i % 20}/p${i}`;
-    const temp = root.store.openTemp();
-    temp.write(BODY);
-    const now = Date.now();
-    const meta = { urlPath, file: `${urlPath.slice(1)}/index.html`, tags: [`t${i % 50}`], renderedAt: now, storedAt: now, expiresAt: null, mediaType: 'text/html', size: BODY.byteLength, mtime: Math.floor(now / 1000) };
-    await root.commit(temp, meta);
-  })));
+  await Promise.all(Array.from({ length: PAGES }, (_, i) => limit(() => storePage(root, `/s${i % 20}/p${i}`, [`t${i % 50}`]))));
 }
 
 function progress(message: string): void {

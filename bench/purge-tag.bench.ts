@@ -15,6 +15,7 @@ import pLimit from 'p-limit';
 import { CacheRoot } from '../src/cache-root.js';
 import { purge } from '../src/purge.js';
 import type { BenchRow } from './report.js';
+import { storePage } from '../test/helpers.js';
 
 const BENCH = 'purge-tag';
 const TAG = 'target';
@@ -23,7 +24,6 @@ const SIZES = [2_000, 200_000] as const;
 const REPEATS = 3;
 const CONCURRENCY = 16;
 const GOAL = 1.5;
-const BODY = Buffer.from('<!doctype html><title>bench</title><p>a cached page</p>\n');
 
 type Limit = ReturnType<typeof pLimit>;
 
@@ -87,17 +87,9 @@ async function fill(root: CacheRoot, limit: Limit, entries: number): Promise<num
 
 async function storeSection(root: CacheRoot, limit: Limit, section: number, tags: string[]): Promise<void> {
   const pages = Array.from({ length: TAG_FILES }, (_, page) => page);
-  await Promise.all(pages.map((page) => limit(() => storePage(root, `/s${section}/p${page}`, `s${section}/p${page}/index.html`, tags))));
+  await Promise.all(pages.map((page) => limit(() => storePage(root, `/s${section}/p${page}`, tags))));
 }
 
-async function storePage(root: CacheRoot, urlPath: string, file: string, tags: string[]): Promise<void> {
-  const temp = root.store.openTemp();
-  temp.write(BODY);
-  const now = Date.now();
-  const meta = { urlPath, file, tags, renderedAt: now, storedAt: now, expiresAt: null, mediaType: 'text/html', size: BODY.byteLength, mtime: Math.floor(now / 1000) };
-  const result = await root.commit(temp, meta);
-  if (!result.stored) throw new Error(`${BENCH}: ${file} was not stored: ${result.reason}`);
-}
 
 async function timePurge(root: CacheRoot): Promise<number> {
   // Without this the kernel would still be writing back the fill's dirty pages during the timed

@@ -14,20 +14,11 @@ import { publishPurge } from '../src/fleet/publish.js';
 import { agentCheck } from '../src/fleet/status.js';
 import { fleetDir, readPosition, readStatus } from '../src/fleet/state.js';
 import { FleetRedis, compareIds } from '../src/fleet/stream.js';
-import { Gate, freePort, listFiles, nginxAvailable, startNginx, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
+import { Gate, freePort, storePage, listFiles, nginxAvailable, startNginx, removeDir, request, runCli, setUpSuite, sleep, startServer, tempDir, waitFor, type Server } from './helpers.js';
 import { redisAvailable, startAgentProcess, startRedis, waitForLog, type AgentProcess, type RedisServer } from './redis-helpers.js';
 
 const hasRedis = redisAvailable();
-const BODY = Buffer.from('<!doctype html><p>cached</p>\n');
 
-async function storePage(root: CacheRoot, urlPath: string, tags: string[], body: Buffer = BODY): Promise<void> {
-  const file = `${urlPath.slice(1)}/index.html`;
-  const temp = root.store.openTemp();
-  temp.write(body);
-  const now = Date.now();
-  const result = await root.commit(temp, { urlPath, file, tags, renderedAt: now, storedAt: now, expiresAt: null, mediaType: 'text/html', size: body.byteLength, mtime: Math.floor(now / 1000) });
-  if (!result.stored) throw new Error(`${file} not stored: ${result.reason}`);
-}
 
 /** A deterministic random source, so a failing mix can be replayed. */
 function rng(seed: number): () => number {

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCache, type Cache, type CacheOptions } from '../src/cache.js';
+import type { CacheRoot } from '../src/cache-root.js';
 import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -396,4 +397,23 @@ export class Gate {
   release(): void {
     this.open();
   }
+}
+
+const PAGE_BODY = Buffer.from('<!doctype html><title>bench</title><p>a cached page</p>\n');
+
+/**
+ * Stores a page for `urlPath` as `<path>/index.html` through the real write path (commit), as the
+ * middleware would, or throws naming why it was not stored. For tests and benches that need a filled root.
+ */
+export async function storePage(root: CacheRoot, urlPath: string, tags: readonly string[] = [], options: { body?: Buffer; expiresAt?: number | null } = {}): Promise<void> {
+  const body = options.body ?? PAGE_BODY;
+  const file = `${urlPath.slice(1)}/index.html`;
+  const temp = root.store.openTemp();
+  temp.write(body);
+  const now = Date.now();
+  const result = await root.commit(temp, {
+    urlPath, file, tags: [...tags], renderedAt: now, storedAt: now, expiresAt: options.expiresAt ?? null,
+    mediaType: 'text/html', size: body.byteLength, mtime: Math.floor(now / 1000),
+  });
+  if (!result.stored) throw new Error(`${file} was not stored: ${result.reason}`);
 }
