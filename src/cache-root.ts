@@ -11,7 +11,7 @@
  *    F expired meanwhile, note its expiry again for readers that looked before F was there;
  * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
  */
-import { fileIo, type IoMode } from './file-io.js';
+import { fileIo } from './file-io.js';
 import { Invalidations } from './invalidation.js';
 import { ExpiryIndex } from './expiry-index.js';
 import { encodingOf, isCompressible, writeSiblings, type Encoding } from './precompress.js';
@@ -32,12 +32,6 @@ export interface CacheRootOptions {
   maxRenderMs?: number;
   /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
   precompress?: readonly Encoding[];
-  /**
-   * How writes call the file system: `'blocking'` is several times cheaper per call but stalls the
-   * event loop while the disk does; for a process that serves nothing else (the crawl). See file-io.ts.
-   * @default 'threadPool'
-   */
-  io?: IoMode;
   /** Whether the root itself may be a symlink (not for a multi-site host's root). @default true */
   rootMayBeLink?: boolean;
 }
@@ -69,10 +63,9 @@ export class CacheRoot {
 
   constructor(root: string, options: CacheRootOptions = {}) {
     this.precompress = options.precompress ?? [];
-    const io = options.io ?? 'threadPool';
-    this.store = new Store(root, { durable: options.durable ?? true, io, rootMayBeLink: options.rootMayBeLink ?? true });
+    this.store = new Store(root, { durable: options.durable ?? true, rootMayBeLink: options.rootMayBeLink ?? true });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
-    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo(io));
+    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo);
     this.expiry = new ExpiryIndex(this.store.stateDir, this.store.root);
   }
 

@@ -10,7 +10,6 @@ import { brotliModuleInstalled, nginxConfig } from './nginx-config.js';
 import type { Readable } from 'node:stream';
 import { CacheRoot } from './cache-root.js';
 import { crawl, type CrawlReport } from './crawl.js';
-import { holdYoungGeneration } from './young-generation.js';
 import { doctor } from './doctor.js';
 import { rollback } from './generations.js';
 import { ENCODINGS } from './precompress.js';
@@ -152,8 +151,6 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
       const origin = options.origin;
       if (options.maxDepth !== '3' && options.follow !== true) throw new PrerenderError('EUSAGE', '--max-depth is only used with --follow');
       const reporter = progressReporter({ write: io.stderr, isTTY: io.stderrIsTTY });
-      // Only here, in a process the CLI owns: crawl() called from an app's process leaves its V8 alone.
-      const releaseYoungGeneration = holdYoungGeneration();
       const report = await crawl({
         source,
         origin,
@@ -167,11 +164,8 @@ export async function main(argv: readonly string[], io: CliIO = processIO): Prom
         swap: options.swap === true,
         precompress: options.precompress === true ? ENCODINGS : [],
         stdin: io.stdin,
-        // The CLI's event loop serves only its own fetches, so handing each file-system call to the
-        // thread pool would cost it more than the call itself (file-io.ts).
-        io: 'blocking',
         onProgress: (progress) => reporter.update(progress),
-      }).finally(releaseYoungGeneration);
+      });
       reporter.finish();
       // Said on stderr as well, so that it shows in a CI log even when stdout goes to a report file.
       if (report.stoppedEarly !== undefined) io.stderr(`prerender: crawl stopped early: ${report.stoppedEarly}\n`);

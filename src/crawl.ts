@@ -12,7 +12,6 @@ import { CacheRoot } from './cache-root.js';
 import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from './crawl-mark.js';
 import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
-import type { IoMode } from './file-io.js';
 import { createGeneration, currentGenerationDir, discardGeneration, flushGeneration, publishGeneration } from './generations.js';
 import { sameOriginLinks } from './links.js';
 import { parseOrigin } from './origin.js';
@@ -61,15 +60,6 @@ export interface CrawlOptions {
   maxBodyBytes?: number;
   /** Write `.gz` / `.br` siblings for nginx's gzip_static / brotli_static. @default [] */
   precompress?: readonly Encoding[];
-  /**
-   * How pages are written (file-io.ts). `'blocking'` makes the calls that write a page on the event
-   * loop (fsyncs, tag logs and precompressed siblings excepted): several times cheaper per call, so
-   * the crawl runs faster, but the calling process pauses for each, microseconds normally and as long
-   * as the disk when it stalls. The CLI uses it; an app crawling from its own process should keep the
-   * default.
-   * @default 'threadPool'
-   */
-  io?: IoMode;
   /** Stream to read when `source` is `-`. @default process.stdin */
   stdin?: Readable;
   /** Called after each URL is done. */
@@ -217,7 +207,7 @@ export async function crawl(options: CrawlOptions): Promise<CrawlReport> {
   const releaseHold = liveAtStart === undefined ? async () => undefined : await new CacheRoot(liveAtStart).invalidations.hold(buildStarted);
   // With swap, nothing in the generation is visible until `current` switches to it, so files are not
   // fsynced one by one: the whole generation is flushed once before the switch (flushGeneration).
-  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true, io: options.io ?? 'threadPool' });
+  const root = new CacheRoot(dir, { precompress: options.precompress ?? [], durable: options.swap !== true });
   try {
     await root.init();
   } catch (error) {

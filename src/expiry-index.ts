@@ -47,7 +47,7 @@ export class ExpiryIndex {
   /** `dev:ino` of the index directory at the last scan: another one (a crawl --swap made `current` another tree) is scanned at once. */
   private identity: string | undefined;
 
-  private readonly io = fileIo('threadPool');
+  private readonly io = fileIo;
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'expiry');

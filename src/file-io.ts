@@ -1,25 +1,7 @@
 /**
- * The file-system calls of the write path (store.ts, invalidation.ts), in two flavours behind one
- * interface, so the write protocol exists once.
- *
- * - `threadPool`: each call goes through libuv's thread pool, so a stalled disk never stalls the event
- *   loop, and the kernel's share of each call (creating an inode, renaming) runs on another core. What
- *   a server needs: with the middleware's stores made blocking, a busy app serving a constant page fell
- *   from 0.77x to 0.41x of the bare app's throughput (hits bench, case c, one A/B on this VM).
- * - `blocking`: the same calls made synchronously on the calling thread. A metadata call (open,
- *   rename, mkdir, stat) on cached directories costs ~4 µs that way, against ~25 µs of the loop's
- *   own time to hand it to the pool and take the answer back (node 20, this project's 2-core VM), and
- *   no thread wake-ups. For a process whose loop serves nothing else: `prerender crawl`.
- *
- * fdatasync goes through the pool in both: it waits for the device (milliseconds), not for the kernel's
- * caches, and blocking on it would stop every fetch in flight.
- *
- * A missing file is an answer, not an error: `stat`/`lstat` resolve `undefined` for ENOENT and
- * ENOTDIR. In the blocking flavour that also spares an exception for ENOENT (`throwIfNoEntry`), in
- * checks that usually find nothing (the invalidation journal of a quiet cache).
- *
- * Only the calls of writing a page go through here (temp file, index record, placing, purge checks);
- * tag logs, purge records, precompressed siblings and removals use the thread pool in both.
+ * The file-system calls of the write path (store.ts, invalidation.ts) behind one interface, each
+ * through libuv's thread pool. A missing file is an answer, not an error: `stat`/`lstat` resolve
+ * `undefined` for ENOENT and ENOTDIR.
  */
 import fs, { type Stats } from 'node:fs';
 import { isErrno } from './errors.js';
@@ -46,12 +28,6 @@ export interface FileIo {
   mkdir(dir: string, mode: number): Promise<boolean>;
 }
 
-export type IoMode = 'threadPool' | 'blocking';
-
-export function fileIo(mode: IoMode): FileIo {
-  return mode === 'blocking' ? blocking : threadPool;
-}
-
 function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     fs.fdatasync(fd, (error) => (error === null ? resolve() : reject(error)));
@@ -63,7 +39,8 @@ function missingAsUndefined(error: unknown): undefined {
   throw error;
 }
 
-const threadPool: FileIo = {
+/** Every call through libuv's thread pool, so a stalled disk never stalls the event loop. */
+export const fileIo: FileIo = {
   open: (file, flags, mode) => new Promise((resolve, reject) => {
     fs.open(file, flags, mode, (error, fd) => (error === null ? resolve(fd) : reject(error)));
   }),
@@ -104,47 +81,3 @@ function existing(error: unknown): false {
   if (isErrno(error, 'EEXIST')) return false;
   throw error;
 }
-
-const blocking: FileIo = {
-  open: async (file, flags, mode) => fs.openSync(file, flags, mode),
-  write: async (fd, data) => {
-    for (let offset = 0; offset < data.byteLength;) offset += fs.writeSync(fd, data, offset, data.byteLength - offset);
-  },
-  fchmod: async (fd, mode) => fs.fchmodSync(fd, mode),
-  futimes: async (fd, seconds) => fs.futimesSync(fd, seconds, seconds),
-  fdatasync,
-  close: async (fd) => fs.closeSync(fd),
-  stat: async (file) => {
-    try {
-      return fs.statSync(file, { throwIfNoEntry: false });
-    } catch (error) {
-      return missingAsUndefined(error);
-    }
-  },
-  lstat: async (file) => {
-    try {
-      return fs.lstatSync(file, { throwIfNoEntry: false });
-    } catch (error) {
-      return missingAsUndefined(error);
-    }
-  },
-  rename: async (from, to) => fs.renameSync(from, to),
-  mkdirp: async (dir, mode) => fs.mkdirSync(dir, { recursive: true, mode }),
-  chmod: async (file, mode) => fs.chmodSync(file, mode),
-  unlink: async (file) => fs.unlinkSync(file),
-  realpath: async (file) => {
-    try {
-      return fs.realpathSync.native(file);
-    } catch (error) {
-      return missingAsUndefined(error);
-    }
-  },
-  mkdir: async (dir, mode) => {
-    try {
-      fs.mkdirSync(dir, { mode });
-      return true;
-    } catch (error) {
-      return existing(error);
-    }
-  },
-};

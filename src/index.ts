@@ -7,7 +7,6 @@ export * from './nginx-config.js';
 export { doctor, type DoctorCheck, type DoctorOptions } from './doctor.js';
 export { listEntries, type ListedEntry, type ListSummary } from './list.js';
 export type { Encoding } from './precompress.js';
-export type { IoMode } from './file-io.js';
 export type { PurgeOptions, PurgeResult, PurgeSelector, RefreshOptions } from './purge.js';
 export type { SweepOptions, SweepResult } from './sweep.js';
 export { DEFAULT_BYPASS_COOKIES } from './policy.js';

@@ -83,7 +83,7 @@ export class Invalidations {
   private declared: Promise<void> | undefined;
   private renewedAt = 0;
 
-  constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo('threadPool')) {
+  constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo) {
     this.dir = path.join(stateDir, 'inval');
     this.reserve = path.join(stateDir, RESERVE_FILE);
     this.root = root;
@@ -296,7 +296,6 @@ export class Invalidations {
     };
     let journal = this.journals.get(bucket) ?? fresh(undefined);
     const file = this.journalPath(bucket);
-    // Usually there is no journal (nothing purged lately); with blocking calls that costs no exception.
     // lstat: a symlink in a journal's place is not read through (the open below refuses it, and the
     // check fails rather than pass on records it could not read).
     const stats = await this.io.lstat(file);

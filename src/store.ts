@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
-import { fileIo, type FileIo, type IoMode } from './file-io.js';
+import { fileIo, type FileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW } from './no-follow.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
 
@@ -29,12 +29,6 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 export interface StoreOptions {
   /** fsync files before renaming them into place, so a power cut cannot leave an empty page. @default true */
   durable?: boolean;
-  /**
-   * How the write path calls the file system (file-io.ts): through libuv's thread pool, or blocking
-   * the calling thread, which costs several times less but stalls the event loop while the disk does.
-   * @default 'threadPool'
-   */
-  io?: IoMode;
   /**
    * Whether the root itself may be a symlink (a `--root` the user named, a `current` generation). Not
    * for a multi-site host's root, which is a directory of the base below it.
@@ -100,7 +94,7 @@ export class Store {
     this.tempDir = path.join(this.stateDir, 'tmp');
     this.metaDir = path.join(this.stateDir, 'meta');
     this.durable = options.durable ?? true;
-    this.io = fileIo(options.io ?? 'threadPool');
+    this.io = fileIo;
     this.noFollow = new NoFollow(this.root, this.io);
     this.rootMayBeLink = options.rootMayBeLink ?? true;
   }
@@ -500,7 +494,7 @@ export class TempFile {
  * or EEXIST when a file stands where a directory is needed. Resolves to true when `dir` itself was
  * created by this call (so it is empty).
  */
-export async function makeDirectories(dir: string, stopAt: string, io: FileIo = fileIo('threadPool')): Promise<boolean> {
+export async function makeDirectories(dir: string, stopAt: string, io: FileIo = fileIo): Promise<boolean> {
   const first = await io.mkdirp(dir, DIR_MODE);
   if (first === undefined) return false;
   if (!umaskStrips(DIR_MODE)) return true;

@@ -44,7 +44,7 @@ export class TagIndex {
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'tags');
     this.root = root;
-    this.noFollow = new NoFollow(root, fileIo('threadPool'));
+    this.noFollow = new NoFollow(root, fileIo);
   }
 
   /**

@@ -9,13 +9,11 @@ import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
-import v8 from 'node:v8';
 import { gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { CacheRoot } from '../src/cache-root.js';
 import { HOST_TAG } from '../src/store.js';
 import { crawl } from '../src/index.js';
-import { holdYoungGeneration } from '../src/young-generation.js';
 import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -665,39 +663,3 @@ swap('a crawl that stores no page does not switch: the site is not replaced by a
 });
 
 swap.run();
-
-// ---
-
-const youngGeneration = suite('young generation held by the crawl command');
-
-const newSpaceBytes = (): number => v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
-
-/** Allocates the way a crawl does: steady garbage with a few survivors, yielding to the event loop. */
-async function churn(rounds: number): Promise<void> {
-  const kept: object[] = [];
-  for (let round = 0; round < rounds; round++) {
-    for (let i = 0; i < 20_000; i++) {
-      const object = { i, text: `page ${i}`, list: [i, i] };
-      if (i % 50 === 0) kept.push(object);
-    }
-    if (kept.length > 20_000) kept.splice(0, 10_000);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
-youngGeneration('does not grow past its cap (two 4 MB semi-spaces) while held; release is idempotent', async () => {
-  const before = newSpaceBytes();
-  const release = holdYoungGeneration();
-  try {
-    await churn(400);
-    // The cap is checked after each collection, so one doubling past it can slip through.
-    assert.ok(newSpaceBytes() <= Math.max(before, 2 * 8 * 1024 * 1024 + 1024 * 1024), `new space ${newSpaceBytes()} bytes, was ${before}`);
-  } finally {
-    release();
-    release();
-  }
-  const again = holdYoungGeneration();
-  again();
-});
-
-youngGeneration.run();

@@ -1,6 +1,6 @@
 /**
- * The two flavours of the write path's file-system calls must be interchangeable: the same answers,
- * the same errors, the same files on disk. Each suite runs once per flavour.
+ * The write path's file-system calls: missing files are answers, other errors keep their errno code,
+ * and a cache root writing through them leaves the same files on disk.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -8,16 +8,16 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CacheRoot, entryFor } from '../src/cache-root.js';
-import { fileIo, type IoMode } from '../src/file-io.js';
+import { fileIo } from '../src/file-io.js';
 import type { StorableResponse } from '../src/policy.js';
 import { toCachePath } from '../src/url-path.js';
 import { listFiles, removeDir, tempDir } from './helpers.js';
 
 const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
 
-for (const mode of ['threadPool', 'blocking'] as const satisfies readonly IoMode[]) {
-  const calls = suite(`file-io ${mode}: calls`);
-  const io = fileIo(mode);
+{
+  const calls = suite('file-io: calls');
+  const io = fileIo;
 
   calls('a missing file or a file standing for a directory is undefined, not an error', async () => {
     const dir = await tempDir();
@@ -82,12 +82,12 @@ for (const mode of ['threadPool', 'blocking'] as const satisfies readonly IoMode
 
   calls.run();
 
-  const commits = suite(`file-io ${mode}: a cache root writing with it`);
+  const commits = suite('file-io: a cache root writing with it');
 
   commits('stores pages with their index records, and a purge removes them', async () => {
     const dir = await tempDir();
     try {
-      const root = new CacheRoot(dir, { io: mode });
+      const root = new CacheRoot(dir);
       await root.store.init();
       for (const urlPath of ['/', '/a/b', '/style.css', '/café']) {
         const target = toCachePath(urlPath);

@@ -207,5 +207,5 @@ function statSafe(file: string): ReturnType<typeof statSync> | undefined {
 
 /** The fleet directory, made without going through a symlink in the state directory (EROOT there). */
 export async function ensureFleetDir(dir: string): Promise<void> {
-  await ensureStateDirectory(dir, fileIo('threadPool'));
+  await ensureStateDirectory(dir, fileIo);
 }
