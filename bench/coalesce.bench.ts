@@ -59,7 +59,7 @@ export async function run(): Promise<BenchRow[]> {
 
 async function stampede(render: Render, coalesce: boolean, round: number): Promise<Round> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'prerender-bench-coalesce-'));
-  const cache = createCache({ root: path.join(dir, 'cache'), coalesce, log: () => undefined, maxPendingStores: 1024 });
+  const cache = createCache({ root: path.join(dir, 'cache'), coalesce, log: () => undefined });
   let renders = 0;
   const server = http.createServer(cache.wrap((req, res) => {
     renders++;

@@ -194,7 +194,7 @@ async function setUp(defer: (cleanup: () => Promise<void>) => void): Promise<Rig
   defer(() => removeDir(cacheDir));
   const emptyRoot = await tempDir('prerender-bench-empty-');
   defer(() => removeDir(emptyRoot));
-  const stores = { stored: 0, skipped: 0 };
+  const stores = { stored: 0, skipped: 0, dropped: 0 };
   const { createCache } = await loadBuilt();
   // durable is the default; spelled out because the miss-path figure depends on it.
   const cache = createCache({ root: cacheDir, durable: true, onEvent: (event) => void stores[event.type]++ });

@@ -1,29 +1,32 @@
 /**
- * The checks a body must pass on its way into a temp file, shared by the middleware (a response in
+ * The checks a body must pass on its way to the store, shared by the middleware (a response in
  * flight) and the fetcher (a crawl or refresh): size limit, UTF-8 validity for text that declared no
  * charset, and the declared Content-Length.
  */
 import { TextDecoder } from 'node:util';
 import type { StorableResponse } from './policy.js';
-import type { TempFile } from './store.js';
+import type { PageBody } from './page-body.js';
+
+/** Why a body was dropped when the cache's pending bodies had no room left for it. */
+export const OVER_BUDGET = 'pending stores hold maxPendingBytes';
 
 export class BodySink {
-  readonly temp: TempFile;
+  readonly body: PageBody;
   private readonly expectedLength: number | undefined;
   private readonly maxBodyBytes: number;
   private readonly decoder: TextDecoder | undefined;
 
-  constructor(temp: TempFile, response: StorableResponse, maxBodyBytes: number) {
-    this.temp = temp;
+  constructor(body: PageBody, response: StorableResponse, maxBodyBytes: number) {
+    this.body = body;
     this.expectedLength = response.contentLength;
     this.maxBodyBytes = maxBodyBytes;
     this.decoder = response.mustBeUtf8 ? new TextDecoder('utf-8', { fatal: true }) : undefined;
   }
 
-  /** Queues a chunk for the temp file; returns why the body cannot be stored, if it cannot. */
+  /** Keeps a chunk; returns why the body cannot be stored, if it cannot. */
   push(bytes: Uint8Array): string | undefined {
     if (bytes.byteLength === 0) return undefined;
-    if (this.temp.bytes + bytes.byteLength > this.maxBodyBytes) return `body over maxBodyBytes (${this.maxBodyBytes})`;
+    if (this.body.bytes + bytes.byteLength > this.maxBodyBytes) return `body over maxBodyBytes (${this.maxBodyBytes})`;
     if (this.decoder !== undefined) {
       try {
         this.decoder.decode(bytes, { stream: true });
@@ -31,14 +34,13 @@ export class BodySink {
         return 'body is not valid UTF-8 and declares no charset';
       }
     }
-    this.temp.write(bytes);
-    return undefined;
+    return this.body.write(bytes) ? undefined : OVER_BUDGET;
   }
 
   /** Call once the body is complete; returns why it cannot be stored, if it cannot. */
   end(): string | undefined {
-    if (this.expectedLength !== undefined && this.expectedLength !== this.temp.bytes) {
-      return `body is ${this.temp.bytes} bytes but Content-Length said ${this.expectedLength}`;
+    if (this.expectedLength !== undefined && this.expectedLength !== this.body.bytes) {
+      return `body is ${this.body.bytes} bytes but Content-Length said ${this.expectedLength}`;
     }
     if (this.decoder !== undefined) {
       try {

@@ -1,23 +1,17 @@
 /**
- * One cache root: its files (store.ts), tag index (tags.ts) and invalidation records
- * (invalidation.ts), and the write protocol that keeps the three consistent across processes.
- *
- * A write of file F with tags T, rendered from time S:
- * 1. append F to each tag log in T (so a crash after step 3 cannot leave an unindexed file);
- * 2. refuse if a purge of T, F, a prefix of F's path or everything was recorded at or after S;
- *    note F's expiry in the expiry index (expiry-index.ts), if it has one;
- * 3. record F's meta and rename the temp file over F;
- * 4. check again; if a purge slipped in between, remove F again (only if it is still our inode); if
- *    F expired meanwhile, note its expiry again for readers that looked before F was there;
- * 5. if a purge or compaction took a tag log aside since step 1, append F to the live log again.
+ * One cache root: its files (store.ts), tag index (tags.ts), invalidation records (invalidation.ts)
+ * and expiry index, and the one way pages are written into it (commit.ts, where the write protocol
+ * that keeps them consistent across processes is stated).
  */
 import { fileIo } from './file-io.js';
 import { Invalidations } from './invalidation.js';
 import { ExpiryIndex } from './expiry-index.js';
-import { encodingOf, isCompressible, writeSiblings, type Encoding } from './precompress.js';
+import { GroupCommit } from './commit.js';
+import type { Encoding } from './precompress.js';
+import type { PageBody } from './page-body.js';
 import type { StorableResponse } from './policy.js';
-import { Store, type EntryMeta, type TempFile } from './store.js';
-import { TagIndex, type LogIdentity } from './tags.js';
+import { Store, type EntryMeta } from './store.js';
+import { TagIndex } from './tags.js';
 import type { CachePath } from './url-path.js';
 import { mtimeSeconds } from './validators.js';
 
@@ -59,7 +53,8 @@ export class CacheRoot {
   readonly tags: TagIndex;
   readonly invalidations: Invalidations;
   readonly expiry: ExpiryIndex;
-  private readonly precompress: readonly Encoding[];
+  readonly precompress: readonly Encoding[];
+  private readonly batches = new GroupCommit(this);
 
   constructor(root: string, options: CacheRootOptions = {}) {
     this.precompress = options.precompress ?? [];
@@ -82,53 +77,12 @@ export class CacheRoot {
     await this.invalidations.declareRetention();
   }
 
-  /** Stores a finished temp file as `meta.file`; the temp file is gone afterwards either way. */
-  async commit(temp: TempFile, meta: EntryMeta): Promise<CommitResult> {
-    try {
-      await this.init();
-      if (this.store.resolve(meta.file) === undefined) return { stored: false, reason: 'path outside the root or too long' };
-      const logs = new Map<string, LogIdentity>();
-      for (const tag of meta.tags) logs.set(tag, await this.tags.append(tag, meta.file));
-
-      const staleBefore = await this.invalidations.staleReason(meta.renderedAt, meta);
-      if (staleBefore !== undefined) return { stored: false, reason: staleBefore };
-      // Before the page is placed, so a process killed in between leaves no page the index misses.
-      if (meta.expiresAt !== null) await this.expiry.record(meta.file, meta.expiresAt);
-
-      const placed = await this.store.place(temp, meta);
-      if (!placed.stored) return placed;
-
-      const staleAfter = await this.invalidations.staleReason(meta.renderedAt, meta);
-      if (staleAfter !== undefined) {
-        await this.store.unplace(meta.file, placed.inode);
-        return { stored: false, reason: staleAfter };
-      }
-      // Expired while it was written: a reader may have acted on its expiry record before the page
-      // was there (expiry.ts found no meta). Noted again, in the current second, for readers to act on
-      // now; not removed here, which would leave a miss where a stale-while-revalidate refresh had
-      // replaced a page nginx was serving.
-      if (meta.expiresAt !== null && meta.expiresAt <= Date.now()) await this.expiry.record(meta.file, meta.expiresAt);
-
-      for (const [tag, first] of logs) {
-        const log = this.tags.logPath(tag);
-        await this.tags.appendUntilIndexed(log, [meta.file], first);
-        if (this.tags.needsCompaction(log, await this.tags.size(log))) await this.compact(log);
-      }
-      // A purge that began before this render started (so it does not refuse it) may have taken the
-      // record between its write and the rename; the tag records were made good just above.
-      await this.store.restoreMeta(meta, placed.inode);
-      // A page replaced in place (a refresh, a crawl over the live tree) keeps the encodings its old
-      // version had, so gzip and brotli clients do not lose them to a writer configured without.
-      const encodings = [...new Set([...this.precompress, ...placed.replacedSiblings.map(encodingOf)])];
-      if (encodings.length > 0 && isCompressible(meta.mediaType, meta.size)) {
-        // Siblings are an optimisation: without them nginx serves the plain file, so a failure here
-        // (disk full, say) does not undo the store.
-        await writeSiblings(this.store, meta.file, placed.inode, meta.mtime, encodings).catch(() => undefined);
-      }
-      return { stored: true };
-    } finally {
-      await temp.discard();
-    }
+  /**
+   * Stores `body` as `meta.file` with the next batch (commit.ts); the body is discarded afterwards
+   * either way. Rejects when the file system refused the write.
+   */
+  commit(body: PageBody, meta: EntryMeta): Promise<CommitResult> {
+    return this.batches.submit(body, meta);
   }
 
   /** Drops a tag log's entries whose files are gone; skipped while another process compacts it. */

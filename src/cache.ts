@@ -4,7 +4,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
-import pLimit from 'p-limit';
 import { isErrno } from './errors.js';
 import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
@@ -13,6 +12,8 @@ import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from '
 import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
 import { isHostEntry } from './host.js';
 import { CacheRoot, entryFor } from './cache-root.js';
+import { wholeNumber } from './options.js';
+import { ByteBudget, PageBody } from './page-body.js';
 import { expiryTimer } from './expiry.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { parseOrigin } from './origin.js';
@@ -90,11 +91,14 @@ export interface CacheOptions {
    */
   multiSite?: boolean;
   /**
-   * Responses being captured or waiting to be stored, at most. Past it, responses pass through
-   * unstored (a later miss stores them), so a miss storm costs the app a bounded amount of work.
-   * @default 128
+   * Bytes the bodies of responses being captured or waiting to be stored may hold in memory, all
+   * together. A response whose body would pass it is passed through unstored (a later miss stores
+   * it) and counted as dropped (`onEvent`, `stats().dropped`), so a miss storm costs a bounded amount
+   * of memory; a body larger than this is never stored. Bodies are written in batches, each with
+   * one wait for the disk, so a burst of small pages fits many times over.
+   * @default 64 MiB
    */
-  maxPendingStores?: number;
+  maxPendingBytes?: number;
   /**
    * Request methods that leave the cache alone. A request with any other method (POST, PUT, DELETE,
    * PATCH, or one unknown here) answered with a 2xx or 3xx status invalidates its URL and the
@@ -127,9 +131,14 @@ export interface CacheOptions {
   onEvent?: (event: CacheEvent) => void;
 }
 
+/**
+ * `dropped`: a storable response passed through unstored because the pending stores held
+ * `maxPendingBytes` (`cache.stats().dropped` counts them too).
+ */
 export type CacheEvent =
   | { type: 'stored'; urlPath: string; file: string; bytes: number }
-  | { type: 'skipped'; urlPath: string; reason: string };
+  | { type: 'skipped'; urlPath: string; reason: string }
+  | { type: 'dropped'; urlPath: string; reason: string };
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 export type Middleware = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
@@ -166,8 +175,6 @@ export interface Cache {
 }
 
 const MiB = 1024 * 1024;
-/** Commits in flight at once per cache (see `store` below). */
-const STORE_CONCURRENCY = 4;
 
 export function createCache(options: CacheOptions): Cache {
   if (typeof options?.root !== 'string' || options.root === '') {
@@ -205,10 +212,7 @@ export function createCache(options: CacheOptions): Cache {
   if (!Array.isArray(safeMethods) || safeMethods.some((method) => typeof method !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method))) {
     throw new TypeError('Expected `safeMethods` to be an array of method names, e.g. [\'GET\', \'HEAD\']');
   }
-  const maxPendingStores = options.maxPendingStores ?? 128;
-  if (!Number.isSafeInteger(maxPendingStores) || maxPendingStores < 1) {
-    throw new TypeError('Expected `maxPendingStores` to be a whole number from 1 and up');
-  }
+  const maxPendingBytes = wholeNumber(options.maxPendingBytes, 'maxPendingBytes', 1, 64 * MiB);
   const precompress = options.precompress ?? [];
   if (!Array.isArray(precompress) || precompress.some((encoding) => !ENCODINGS.includes(encoding))) {
     throw new TypeError(`Expected \`precompress\` to be an array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`);
@@ -230,15 +234,10 @@ export function createCache(options: CacheOptions): Cache {
   const warn = throttledLogger(options.log ?? consoleLogger);
   const fleet = createFleetLink([...roots.values()].map((root) => root.root), checkFleetOptions(options.fleet), (message) => (options.log ?? consoleLogger)(message));
   const pending = new Set<Promise<void>>();
-  // A dropped copy's temp file is unlinked in the background; idle() waits for that too, so once it
-  // resolves no temp file of a finished response is left.
-  const track = (work: Promise<unknown>): void => {
-    const task: Promise<void> = work.then(() => undefined, () => undefined).finally(() => pending.delete(task));
-    pending.add(task);
-  };
-  const commits = pLimit(STORE_CONCURRENCY);
-  let reserved = 0;
-  const stats = new StatsRecorder(() => reserved);
+  const budget = new ByteBudget(maxPendingBytes);
+  /** Bodies being captured or waiting to be stored. */
+  let open = 0;
+  const stats = new StatsRecorder(() => ({ pending: open, pendingBytes: budget.held }));
   const emit = (event: CacheEvent): void => {
     if (event.type === 'stored') stats.stored(event.bytes);
     else stats.skipped(event.reason);
@@ -268,37 +267,36 @@ export function createCache(options: CacheOptions): Cache {
         warn('invalidate', `could not invalidate ${targets.join(', ')} under ${root.root} after an unsafe request`, error);
       }
     },
-    saturated: () => reserved >= maxPendingStores,
+    saturated: () => budget.held >= budget.limit,
     maxBodyBytes,
-    maxBacklogBytes: Math.min(maxBodyBytes, 8 * MiB),
-    openTemp(host) {
-      if (reserved >= maxPendingStores) return undefined;
-      reserved++;
-      return rootFor(host).store.openTemp();
+    openBody() {
+      open++;
+      return new PageBody(budget);
     },
-    release(temp) {
-      reserved--;
-      track(temp.discard());
+    release(body) {
+      open--;
+      body.discard();
     },
     skip(urlPath, reason, error) {
       if (reason === BUSY) {
-        warn('busy', `storing falls behind the traffic: ${maxPendingStores} stores pending; responses pass through unstored until it catches up`);
-      } else if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
+        warn('busy', `storing falls behind the traffic: pending stores hold ${maxPendingBytes} bytes (maxPendingBytes); responses pass through unstored until it catches up`);
+        emit({ type: 'dropped', urlPath, reason });
+        return;
+      }
+      if (error !== undefined) warn(`skip:${(error as { code?: string }).code ?? 'error'}`, `not caching ${urlPath}: ${reason}`);
       emit({ type: 'skipped', urlPath, reason });
     },
-    store(temp, target, response, renderedAt, host) {
+    store(body, target, response, renderedAt, host) {
       const root = rootFor(host);
-      const bytes = temp.bytes;
+      const bytes = body.bytes;
       const gate = fleet.verdict(root.root);
       if (!gate.storing) {
-        reserved--;
-        track(temp.discard());
+        open--;
+        body.discard();
         options.onEvent?.({ type: 'skipped', urlPath: target.urlPath, reason: `not storing: ${gate.reason}` });
         return;
       }
-      // A few commits at a time: each is a dozen file operations and an fsync on libuv's small thread
-      // pool, which the app shares; the rest wait their turn (bounded by maxPendingStores).
-      const task = commits(() => root.commit(temp, entryFor(target, response, renderedAt, bytes))).then((result) => {
+      const task = root.commit(body, entryFor(target, response, renderedAt, bytes)).then((result) => {
         if (result.stored) emit({ type: 'stored', urlPath: target.urlPath, file: target.file, bytes });
         else emit({ type: 'skipped', urlPath: target.urlPath, reason: result.reason });
       }, (error: unknown) => {
@@ -306,7 +304,7 @@ export function createCache(options: CacheOptions): Cache {
         warn(`store:${code}`, `could not store ${target.urlPath} under ${root.root} (${code}); responses are unaffected`, error);
         emit({ type: 'skipped', urlPath: target.urlPath, reason: `store failed: ${code}` });
       }).finally(() => {
-        reserved--;
+        open--;
         pending.delete(task);
       });
       pending.add(task);

@@ -59,11 +59,23 @@ export class ExpiryIndex {
    * second's log, which readers still read.
    */
   async record(file: string, expiresAt: number, now = Date.now()): Promise<void> {
-    const second = Math.floor(Math.max(expiresAt, now) / 1000);
+    await this.recordAll([{ file, expiresAt }], now);
+  }
+
+  /** `record` for many files: one append a second's log. */
+  async recordAll(entries: ReadonlyArray<{ file: string; expiresAt: number }>, now = Date.now()): Promise<void> {
+    const bySecond = new Map<number, string>();
+    for (const { file, expiresAt } of entries) {
+      const second = Math.floor(Math.max(expiresAt, now) / 1000);
+      // A leading newline keeps a record torn by a killed writer from running into the next one.
+      bySecond.set(second, `${bySecond.get(second) ?? ''}\n${expiresAt} ${JSON.stringify(file)}\n`);
+    }
+    for (const [second, text] of bySecond) await this.appendSecond(second, text);
+  }
+
+  private async appendSecond(second: number, text: string): Promise<void> {
     const hourDir = path.join(this.dir, String(Math.floor(second / 3600)));
     const log = path.join(hourDir, `${second}.log`);
-    // A leading newline keeps a record torn by a killed writer from running into the next one.
-    const text = `\n${expiresAt} ${JSON.stringify(file)}\n`;
     if (!this.hours.has(hourDir)) {
       await ensureStateDirectory(hourDir, this.io);
       this.hours.add(hourDir);

@@ -13,6 +13,7 @@
 import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https, { type Agent as HttpsAgent } from 'node:https';
 import { BodySink } from './body.js';
+import { PageBody } from './page-body.js';
 import { entryFor, type CacheRoot } from './cache-root.js';
 import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from './crawl-mark.js';
 import { isErrno } from './errors.js';
@@ -43,7 +44,6 @@ export type PageOutcome =
     unwritable?: true;
   };
 
-const MAX_BACKLOG = 8 * 1024 * 1024;
 /** Write errors no later write escapes either. */
 const LASTING_WRITE_ERRORS = ['ENOSPC', 'EDQUOT', 'EROFS'];
 const MAX_DRAINED = 64 * 1024;
@@ -107,35 +107,34 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
   const verdict = checkResponse(status, headers, target, Date.now(), renderedAt);
   if (!verdict.store) return { outcome: 'skipped', status, reason: verdict.reason };
 
-  const sink = new BodySink(root.store.openTemp(), verdict, options.maxBodyBytes);
+  const sink = new BodySink(new PageBody(), verdict, options.maxBodyBytes);
   let refused: string | undefined;
   try {
     for await (const chunk of response) {
       refused = sink.push(chunk as Buffer);
       if (refused !== undefined) break;
-      if (sink.temp.backlog > MAX_BACKLOG) await sink.temp.drained();
     }
   } catch (error) {
-    await sink.temp.discard();
+    sink.body.discard();
     return { outcome: 'failed', status, reason: describe(error), retryable: true };
   }
   if (refused !== undefined) {
-    await sink.temp.discard();
+    sink.body.discard();
     return { outcome: 'skipped', status, reason: refused };
   }
   if (!response.complete) {
-    await sink.temp.discard();
+    sink.body.discard();
     return { outcome: 'failed', status, reason: describe(new Error('connection closed before the body ended')), retryable: true };
   }
   const refusal = sink.end();
   if (refusal !== undefined) {
-    await sink.temp.discard();
+    sink.body.discard();
     return { outcome: 'failed', status, reason: refusal, retryable: true };
   }
-  const bytes = sink.temp.bytes;
+  const bytes = sink.body.bytes;
   let committed;
   try {
-    committed = await root.commit(sink.temp, entryFor(target, verdict, renderedAt, bytes));
+    committed = await root.commit(sink.body, entryFor(target, verdict, renderedAt, bytes));
   } catch (error) {
     // A write the file system refused (an errno, or the store's EROOT wrapping one) is this page's
     // failure; anything else is a bug, and must not turn into a thousand failed pages.

@@ -10,6 +10,9 @@ export interface FileIo {
   open(file: string, flags: number, mode: number): Promise<number>;
   /** Writes all of `data` (looping over short writes). */
   write(fd: number, data: Uint8Array): Promise<void>;
+  /** Writes all of `chunks` in order, in one call when the kernel takes them whole. */
+  writev(fd: number, chunks: readonly Uint8Array[]): Promise<void>;
+  fstat(fd: number): Promise<Stats>;
   fchmod(fd: number, mode: number): Promise<void>;
   /** Sets atime and mtime, whole seconds. */
   futimes(fd: number, seconds: number): Promise<void>;
@@ -51,6 +54,28 @@ export const fileIo: FileIo = {
       });
     }
   },
+  writev: async (fd, chunks) => {
+    let pending = chunks.filter((chunk) => chunk.byteLength > 0);
+    while (pending.length > 0) {
+      // writev(2) takes at most IOV_MAX (1024) buffers; a short write leaves the rest for the next call.
+      const batch = pending.slice(0, 1024);
+      let written = await new Promise<number>((resolve, reject) => {
+        fs.writev(fd, batch, (error, bytes) => (error === null ? resolve(bytes) : reject(error)));
+      });
+      const rest: Uint8Array[] = [];
+      for (const chunk of pending) {
+        if (written >= chunk.byteLength) written -= chunk.byteLength;
+        else {
+          rest.push(written === 0 ? chunk : chunk.subarray(written));
+          written = 0;
+        }
+      }
+      pending = rest;
+    }
+  },
+  fstat: (fd) => new Promise((resolve, reject) => {
+    fs.fstat(fd, (error, stats) => (error === null ? resolve(stats) : reject(error)));
+  }),
   fchmod: (fd, mode) => new Promise((resolve, reject) => {
     fs.fchmod(fd, mode, (error) => (error === null ? resolve() : reject(error)));
   }),

@@ -153,25 +153,26 @@ export class Invalidations {
    * purge recorded at the very millisecond the render started counts: the render may have read old data.
    */
   async staleReason(renderedAt: number, target: InvalidationTarget, now = Date.now()): Promise<string | undefined> {
-    if (now - renderedAt > this.maxRenderMs) return `the render took longer than maxRenderMs (${this.maxRenderMs} ms)`;
+    return (await this.staleReasons([{ renderedAt, target }], now))[0];
+  }
+
+  /**
+   * `staleReason` for many renders at once (a batch of stores), reading each journal they span once.
+   */
+  async staleReasons(renders: ReadonlyArray<{ renderedAt: number; target: InvalidationTarget }>, now = Date.now()): Promise<Array<string | undefined>> {
     this.forget(now);
     if (this.declared !== undefined && now - this.renewedAt > RETAIN_RENEW_MS) void this.renewRetention(now);
-    for (let bucket = this.bucketOf(renderedAt); bucket <= this.bucketOf(now); bucket++) {
+    const reasons: Array<string | undefined> = renders.map(({ renderedAt }) => (now - renderedAt > this.maxRenderMs ? `the render took longer than maxRenderMs (${this.maxRenderMs} ms)` : undefined));
+    const open = renders.map((render, index) => ({ ...render, index })).filter(({ index }) => reasons[index] === undefined);
+    if (open.length === 0) return reasons;
+    const first = Math.min(...open.map(({ renderedAt }) => this.bucketOf(renderedAt)));
+    for (let bucket = first; bucket <= this.bucketOf(now); bucket++) {
       const journal = await this.read(bucket);
-      if (journal.all >= renderedAt) return 'the whole cache was purged while it rendered';
-      if ((journal.files.get(target.file) ?? -Infinity) >= renderedAt) return 'its path was purged while it rendered';
-      for (const tag of target.tags) {
-        if ((journal.tags.get(tag) ?? -Infinity) >= renderedAt) return `tag ${tag} was purged while it rendered`;
-      }
-      for (const [prefix, at] of journal.prefixes) {
-        // A prefix covers a page by its URL or by its file: purging /blog/ removes blog/index.html,
-        // which also serves /blog.
-        if (at >= renderedAt && (target.urlPath.startsWith(prefix) || prefixCovers(prefix, target.file))) {
-          return `prefix ${prefix} was purged while it rendered`;
-        }
+      for (const { renderedAt, target, index } of open) {
+        if (reasons[index] === undefined && bucket >= this.bucketOf(renderedAt)) reasons[index] = purgedSince(journal, renderedAt, target);
       }
     }
-    return undefined;
+    return reasons;
   }
 
   /**
@@ -338,6 +339,23 @@ export class Invalidations {
     journal.offset += complete.length;
     for (const line of complete.toString('utf8').split('\n')) apply(journal, line);
   }
+}
+
+/** Why a journal's records forbid storing a render that started at `renderedAt`, if they do. */
+function purgedSince(journal: Journal, renderedAt: number, target: InvalidationTarget): string | undefined {
+  if (journal.all >= renderedAt) return 'the whole cache was purged while it rendered';
+  if ((journal.files.get(target.file) ?? -Infinity) >= renderedAt) return 'its path was purged while it rendered';
+  for (const tag of target.tags) {
+    if ((journal.tags.get(tag) ?? -Infinity) >= renderedAt) return `tag ${tag} was purged while it rendered`;
+  }
+  for (const [prefix, at] of journal.prefixes) {
+    // A prefix covers a page by its URL or by its file: purging /blog/ removes blog/index.html,
+    // which also serves /blog.
+    if (at >= renderedAt && (target.urlPath.startsWith(prefix) || prefixCovers(prefix, target.file))) {
+      return `prefix ${prefix} was purged while it rendered`;
+    }
+  }
+  return undefined;
 }
 
 function apply(journal: Journal, line: string): void {

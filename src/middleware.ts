@@ -1,17 +1,17 @@
 /**
  * Captures a response on its way to the client. The client gets every byte unchanged and at the app's
- * pace: chunks go to the socket first and are only queued for the temp file, and if the disk falls
- * behind (or the body outgrows `maxBodyBytes`) the copy is abandoned rather than buffered. Once the
- * response has finished, the copy is stored if the policy allows; an aborted response leaves nothing.
+ * pace: chunks go to the socket first and a copy is kept in memory, within the cache's byte budget
+ * for pending stores; a body that outgrows `maxBodyBytes` or the budget is abandoned, never waited
+ * for. Once the response has finished, the copy is stored if the policy allows; an aborted response
+ * leaves nothing.
  */
 import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { BodySink } from './body.js';
+import { BodySink, OVER_BUDGET } from './body.js';
 import { hasCrawlMark } from './crawl-mark.js';
 import { checkRequest, checkResponse, type RequestRules, type StorableResponse } from './policy.js';
 import { invalidates, invalidationTargets } from './unsafe.js';
 import { httpDate, mtimeSeconds, nginxEtag, notModified } from './validators.js';
-import type { TempFile } from './store.js';
-
+import type { PageBody } from './page-body.js';
 import type { CachePath } from './url-path.js';
 
 /**
@@ -20,24 +20,23 @@ import type { CachePath } from './url-path.js';
  */
 const TAG_HEADERS = ['cache-tag', 'surrogate-key', 'prerender-cache-control'] as const;
 const attached = Symbol('prerender.attached');
-export const BUSY = 'too many stores pending (maxPendingStores)';
+/** Why a response was not even captured: the pending stores hold the whole byte budget. */
+export const BUSY = OVER_BUDGET;
 
 export interface CaptureContext {
   rules: RequestRules;
-  /** True while `openTemp` would refuse: the request is then not even examined. */
+  /** True while the pending stores hold the whole byte budget: the request is then not even examined. */
   saturated(): boolean;
   maxBodyBytes: number;
-  /** How far the disk may fall behind the client before the copy is abandoned. */
-  maxBacklogBytes: number;
   /**
-   * A temp file for one response's body, or undefined when too many stores are already pending: the
-   * response is then passed through unstored, so a miss storm cannot pile work up behind the app.
-   * Every temp handed out is either passed to `store` or given back with `release`, which discards it.
+   * A body drawing on the cache's byte budget for pending stores, so a miss storm cannot pile work
+   * up behind the app. Every body handed out is either passed to `store` or given back with
+   * `release`, which discards it.
    */
-  openTemp(host: string | undefined): TempFile | undefined;
-  release(temp: TempFile): void;
-  /** Called once the response finished and the body is complete and valid; owns the temp file after. */
-  store(temp: TempFile, target: CachePath, response: StorableResponse, renderedAt: number, host: string | undefined): void;
+  openBody(): PageBody;
+  release(body: PageBody): void;
+  /** Called once the response finished and the body is complete and valid; owns the body after. */
+  store(body: PageBody, target: CachePath, response: StorableResponse, renderedAt: number, host: string | undefined): void;
   skip(urlPath: string, reason: string, error?: unknown): void;
   /** Methods that do not invalidate (RFC 9111 §4.4); every other one does. */
   safeMethods: ReadonlySet<string>;
@@ -77,21 +76,18 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     if (target !== undefined) context.skip(target.urlPath, reason, error);
     target = undefined;
     response = undefined;
-    if (sink !== undefined) context.release(sink.temp);
+    if (sink !== undefined) context.release(sink.body);
     sink = undefined;
   };
 
   interceptHead(res, (head, statusCode, headers) => {
     if (target !== undefined) {
       const verdict = checkResponse(statusCode, headers, target, Date.now(), renderedAt);
-      const temp = verdict.store ? context.openTemp(host) : undefined;
       if (!verdict.store) {
         abandon(verdict.reason, verdict.tagError);
-      } else if (temp === undefined) {
-        abandon(BUSY);
       } else {
         response = verdict;
-        sink = new BodySink(temp, verdict, context.maxBodyBytes);
+        sink = new BodySink(context.openBody(), verdict, context.maxBodyBytes);
         // The validators nginx will send for the stored file (validators.ts), so a client can revalidate
         // this response against nginx later, and is answered 304 here when it already has this version.
         // The body is still captured and stored: the app wrote it, only the wire drops it.
@@ -112,7 +108,6 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
       ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
       : chunk instanceof Uint8Array ? chunk : undefined;
     if (bytes === undefined) return;
-    if (sink.temp.backlog > context.maxBacklogBytes) return abandon('the disk fell too far behind the client');
     const refusal = sink.push(bytes);
     if (refusal !== undefined) abandon(refusal);
   };
@@ -136,7 +131,7 @@ export function attach(req: IncomingMessage, res: Response, context: CaptureCont
     if (!res.writableFinished) return abandon('the response did not complete (client gone or stream destroyed)');
     const refusal = sink.end();
     if (refusal !== undefined) return abandon(refusal);
-    const finished = sink.temp;
+    const finished = sink.body;
     sink = undefined;
     context.store(finished, target, response, renderedAt, host);
   });

@@ -18,7 +18,7 @@ export interface CacheStats {
   skipped: Record<string, number>;
   /**
    * Responses the rules would store that were dropped under load or a fault, by reason class: `busy`
-   * (maxPendingStores), `disk-behind`, `incomplete` (client gone), `store-failed`, `purged` (a purge
+   * (the pending stores held maxPendingBytes), `incomplete` (client gone), `store-failed`, `purged` (a purge
    * came while it rendered), `too-large`.
    */
   dropped: Record<string, number>;
@@ -33,12 +33,13 @@ export interface CacheStats {
   coalesceFallbacks: number;
   /** Responses being captured or waiting to be stored right now. */
   pending: number;
+  /** Bytes their bodies hold now, against `maxPendingBytes`. */
+  pendingBytes: number;
 }
 
 /** Reason text (middleware, policy, store) -> [class, whether it is a drop rather than a policy skip]. */
 const CLASSES: ReadonlyArray<[RegExp, string, boolean]> = [
-  [/^too many stores pending/, 'busy', true],
-  [/^the disk fell too far behind/, 'disk-behind', true],
+  [/^pending stores hold maxPendingBytes/, 'busy', true],
   [/^the response did not complete/, 'incomplete', true],
   [/^store failed/, 'store-failed', true],
   [/purged while it rendered|took longer than maxRenderMs/, 'purged', true],
@@ -62,11 +63,11 @@ export function classifyReason(reason: string): { name: string; dropped: boolean
 }
 
 export class StatsRecorder {
-  private readonly counts: Omit<CacheStats, 'pending'> = {
+  private readonly counts: Omit<CacheStats, 'pending' | 'pendingBytes'> = {
     stored: 0, bytes: 0, skipped: {}, dropped: {}, purges: 0, purgedFiles: 0, refreshes: 0, refreshFailures: 0, coalesced: 0, coalesceFallbacks: 0,
   };
 
-  constructor(private readonly pending: () => number) {}
+  constructor(private readonly pending: () => Pick<CacheStats, 'pending' | 'pendingBytes'>) {}
 
   stored(bytes: number): void {
     this.counts.stored++;
@@ -93,7 +94,7 @@ export class StatsRecorder {
   }
 
   snapshot(): CacheStats {
-    return { ...this.counts, skipped: { ...this.counts.skipped }, dropped: { ...this.counts.dropped }, pending: this.pending() };
+    return { ...this.counts, skipped: { ...this.counts.skipped }, dropped: { ...this.counts.dropped }, ...this.pending() };
   }
 }
 
@@ -121,6 +122,7 @@ export function prometheusText(stats: CacheStats): string {
     ['{outcome="fallback"}', stats.coalesceFallbacks],
   ]);
   metric('prerender_pending_stores', 'gauge', 'Responses being captured or waiting to be stored.', [['', stats.pending]]);
+  metric('prerender_pending_bytes', 'gauge', 'Bytes the bodies of pending stores hold (bounded by maxPendingBytes).', [['', stats.pendingBytes]]);
   return `${lines.join('\n')}\n`;
 }
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
 import { fileIo, type FileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW } from './no-follow.js';
+import type { PageBody } from './page-body.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
 
 export const FILE_MODE = 0o644;
@@ -57,6 +58,16 @@ export interface EntryMeta {
 }
 
 export type SiblingSuffix = typeof SIBLING_SUFFIXES[number];
+
+/** A page body written to a temp file of the state directory, on its way into the tree. */
+export interface StagedFile {
+  readonly temp: string;
+  /** Open until `flush` closes it. */
+  fd: number | undefined;
+  inode: number;
+  /** Renamed into the tree: nothing left to remove. */
+  placed: boolean;
+}
 
 /** `replacedSiblings`: the precompressed siblings the version it replaced had (and no longer has). */
 export type PlaceResult = { stored: true; absolute: string; inode: number; replacedSiblings: SiblingSuffix[] } | { stored: false; reason: string };
@@ -211,7 +222,7 @@ export class Store {
    * response in flight) never waits.
    */
   openTemp(): TempFile {
-    const file = path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${HOST_TAG}-${++tempCounter}.tmp`);
+    const file = this.tempName();
     const opening = this.init().then(() =>
       this.io.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE)).catch((error: unknown) => {
       // The root (or its state directory) was deleted under us: set it up again for the next write.
@@ -221,25 +232,83 @@ export class Store {
     return new TempFile(file, opening, this.io);
   }
 
+  private tempName(): string {
+    return path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${HOST_TAG}-${++tempCounter}.tmp`);
+  }
+
   /** Absolute path of a root-relative file, or undefined when it cannot be stored there. */
   resolve(file: string): string | undefined {
     return resolveInRoot(this.root, file);
   }
 
   /**
-   * Moves a finished temp file into place at `meta.file` after recording its meta. Returns the inode
-   * now at the target, so the placement can be undone without touching a newer file. A file standing
-   * where a directory is needed, or a directory where the file goes, is left alone and the entry skipped.
-   * The caller still owns (and must discard) the temp file.
+   * Writes a page's body into a temp file of its own (one write), with its mode and mtime; not yet
+   * flushed. The staged file is this process's until `place` moves it or `unstage` removes it.
    */
-  async place(temp: TempFile, meta: EntryMeta): Promise<PlaceResult> {
+  async stage(body: PageBody, mtime: number): Promise<StagedFile> {
+    await this.init();
+    const file = this.tempName();
+    const fd = await this.io.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, FILE_MODE).catch((error: unknown) => {
+      // The root (or its state directory) was deleted under us: set it up again for the next batch.
+      if (isErrno(error, 'ENOENT')) this.ready = undefined;
+      throw error;
+    });
+    const staged: StagedFile = { temp: file, fd, inode: 0, placed: false };
+    try {
+      await this.io.writev(fd, body.chunks);
+      if (umaskStrips(FILE_MODE)) await this.io.fchmod(fd, FILE_MODE);
+      await this.io.futimes(fd, mtime);
+      staged.inode = (await this.io.fstat(fd)).ino;
+      return staged;
+    } catch (error) {
+      await this.unstage(staged);
+      throw error;
+    }
+  }
+
+  /**
+   * Flushes staged files to the device and closes them. The flushes are issued together, so their
+   * waits overlap (the file system commits them in one or a few journal transactions): a batch costs
+   * about one device wait, not one a file. Resolves to each file's error, or undefined.
+   */
+  async flush(staged: readonly StagedFile[]): Promise<Array<unknown>> {
+    return Promise.all(staged.map(async (file) => {
+      try {
+        if (this.durable && file.fd !== undefined) await this.io.fdatasync(file.fd);
+        await this.closeStaged(file);
+        return undefined;
+      } catch (error) {
+        await this.unstage(file);
+        return error;
+      }
+    }));
+  }
+
+  private async closeStaged(file: StagedFile): Promise<void> {
+    const fd = file.fd;
+    if (fd === undefined) return;
+    // Cleared before the close is awaited: a descriptor number closed twice may by then be another file's.
+    file.fd = undefined;
+    await this.io.close(fd);
+  }
+
+  /** Closes and removes a staged file that was not placed; safe to call more than once. */
+  async unstage(file: StagedFile): Promise<void> {
+    await this.closeStaged(file).catch(() => undefined);
+    if (!file.placed) await this.io.unlink(file.temp).catch(() => undefined);
+  }
+
+  /**
+   * Moves a flushed staged file into place at `meta.file` after recording its meta. A file standing
+   * where a directory is needed, or a directory where the file goes, is left alone and the entry
+   * skipped (the staged file is then removed).
+   */
+  async place(staged: StagedFile, meta: EntryMeta): Promise<PlaceResult> {
     const absolute = this.resolve(meta.file);
-    if (absolute === undefined) return { stored: false, reason: 'path outside the root or too long' };
-    await temp.finish(this.durable, meta.mtime);
-    const inode = (await this.io.stat(temp.path))?.ino;
-    // Only a deleted state directory (or another process mistaking this one for dead) does that: a
-    // failure, not a page skipped by design.
-    if (inode === undefined) throw Object.assign(new Error(`ENOENT: temp file ${temp.path} was deleted before it could be placed`), { code: 'ENOENT' });
+    if (absolute === undefined) {
+      await this.unstage(staged);
+      return { stored: false, reason: 'path outside the root or too long' };
+    }
     await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
@@ -254,20 +323,27 @@ export class Store {
       }
     };
     let replacing = false;
-    const placed = await placeFile(this.io, this.noFollow, temp.path, absolute, async (freshDirectory) => {
-      replacing = !freshDirectory && (await this.io.lstat(absolute)) !== undefined;
-      if (replacing) await unlinkSiblings();
-    });
-    if (placed.ok) temp.moved();
+    let placed;
+    try {
+      placed = await placeFile(this.io, this.noFollow, staged.temp, absolute, async (freshDirectory) => {
+        replacing = !freshDirectory && (await this.io.lstat(absolute)) !== undefined;
+        if (replacing) await unlinkSiblings();
+      });
+    } catch (error) {
+      await this.unstage(staged);
+      throw error;
+    }
     if (!placed.ok) {
+      await this.unstage(staged);
       await fs.rm(this.metaPathFor(meta.file), { force: true });
       return { stored: false, reason: placed.reason };
     }
+    staged.placed = true;
     // Again after the rename: another writer compressing the old version may have renamed its sibling
     // in between, and checked the file's inode while it was still the old one (precompress.ts). Only
     // while the file is still this version: a newer one's siblings are its own.
-    if (replacing && (await this.io.lstat(absolute))?.ino === inode) await unlinkSiblings();
-    return { stored: true, absolute, inode, replacedSiblings };
+    if (replacing && (await this.io.lstat(absolute))?.ino === staged.inode) await unlinkSiblings();
+    return { stored: true, absolute, inode: staged.inode, replacedSiblings };
   }
 
   /** Removes a placed file again, only if it is still the inode `place` put there. */

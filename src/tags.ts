@@ -69,12 +69,12 @@ export class TagIndex {
   }
 
   /**
-   * Appends one record and returns the identity of the log it landed in, for `stillIndexed`. The
+   * Appends a record for each file and returns the identity of the log it landed in, for `stillIndexed`. The
    * identity is the inode and its birth time: a log taken aside and deleted frees its inode number, and
    * the next log created often gets the same one.
    */
-  append(tag: string, file: string): Promise<LogIdentity> {
-    return this.appendTo(this.logPath(tag), [file]);
+  append(tag: string, files: readonly string[]): Promise<LogIdentity> {
+    return this.appendTo(this.logPath(tag), files);
   }
 
   /**

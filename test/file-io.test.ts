@@ -12,6 +12,7 @@ import { fileIo } from '../src/file-io.js';
 import type { StorableResponse } from '../src/policy.js';
 import { toCachePath } from '../src/url-path.js';
 import { listFiles, removeDir, tempDir } from './helpers.js';
+import { PageBody } from '../src/page-body.js';
 
 const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
 
@@ -92,7 +93,7 @@ const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
       for (const urlPath of ['/', '/a/b', '/style.css', '/café']) {
         const target = toCachePath(urlPath);
         if (!target.ok) throw new Error(urlPath);
-        const temp = root.store.openTemp();
+        const temp = new PageBody();
         temp.write(Buffer.from(`page ${urlPath}`));
         const renderedAt = Date.now();
         const response: StorableResponse = { tags: ['t'], expiresAt: null, staleWhileRevalidateMs: 0, mustBeUtf8: false, contentLength: undefined, lastModified: null };

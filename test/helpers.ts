@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createCache, type Cache, type CacheOptions } from '../src/cache.js';
 import type { CacheRoot } from '../src/cache-root.js';
 import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
+import { PageBody } from '../src/page-body.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const cliPath = path.join(repoRoot, 'bin', 'prerender.js');
@@ -408,7 +409,7 @@ const PAGE_BODY = Buffer.from('<!doctype html><title>bench</title><p>a cached pa
 export async function storePage(root: CacheRoot, urlPath: string, tags: readonly string[] = [], options: { body?: Buffer; expiresAt?: number | null } = {}): Promise<void> {
   const body = options.body ?? PAGE_BODY;
   const file = `${urlPath.slice(1)}/index.html`;
-  const temp = root.store.openTemp();
+  const temp = new PageBody();
   temp.write(body);
   const now = Date.now();
   const result = await root.commit(temp, {

@@ -92,14 +92,14 @@ wrap('headers passed to writeHead (object and raw array) are seen and tags strip
 });
 
 wrap('tag headers are stripped from responses that are never stored, and from a busy cache\'s', async (context) => {
-  const busy = createCache({ root: path.join(context.dir, 'busy'), maxPendingStores: 1, log: () => undefined });
+  const busy = createCache({ root: path.join(context.dir, 'busy'), maxPendingBytes: Buffer.byteLength('<p>first half</p>'), log: () => undefined });
   let releaseHeld: (() => void) | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     if (req.url === '/held') {
-      // Takes the busy cache's only store slot and keeps it until released.
+      // Takes the busy cache's whole byte budget and keeps it until released.
       res.writeHead(200, { 'Content-Type': html, 'Cache-Tag': 'held' });
       res.write('<p>first half</p>');
-      releaseHeld = () => res.end('<p>second half</p>');
+      releaseHeld = () => res.end();
       return;
     }
     if (req.url?.startsWith('/head')) res.writeHead(200, 'Fine', { 'Content-Type': html, 'Cache-Tag': 'a', 'Surrogate-Key': 'b' });
@@ -324,10 +324,10 @@ wrap('stale temp files of dead processes are removed at start; live ones stay', 
   }
 });
 
-wrap('a miss storm: past maxPendingStores responses pass through unstored, one warning, and storing resumes', async (context) => {
+wrap('a miss storm: past maxPendingBytes responses pass through unstored, counted as dropped, one warning, and storing resumes', async (context) => {
   const warnings: string[] = [];
   const events: CacheEvent[] = [];
-  const cache = createCache({ root: context.root, maxPendingStores: 2, log: (message) => warnings.push(message), onEvent: (event) => events.push(event) });
+  const cache = createCache({ root: context.root, maxPendingBytes: 40, log: (message) => warnings.push(message), onEvent: (event) => events.push(event) });
   const app = await startServer(cache.wrap((req, res) => {
     res.writeHead(200, { 'Content-Type': html });
     res.end(`<p>${req.url}</p>`);
@@ -336,7 +336,7 @@ wrap('a miss storm: past maxPendingStores responses pass through unstored, one w
     const replies = await Promise.all(Array.from({ length: 60 }, (_, i) => request(app.port, `/storm/${i}`)));
     assert.ok(replies.every((reply, i) => reply.status === 200 && reply.body.toString() === `<p>/storm/${i}</p>`));
     await cache.idle();
-    const busy = events.filter((event) => event.type === 'skipped' && /maxPendingStores/.test(event.reason)).length;
+    const busy = events.filter((event) => event.type === 'dropped' && /maxPendingBytes/.test(event.reason)).length;
     const stored = events.filter((event) => event.type === 'stored').length;
     assert.ok(busy > 0 && stored > 0 && busy + stored === 60, `busy ${busy}, stored ${stored}`);
     assert.is(warnings.filter((w) => /falls behind/.test(w)).length, 1);

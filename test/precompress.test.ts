@@ -14,6 +14,7 @@ import type { FileIo } from '../src/file-io.js';
 import { brotliModuleInstalled } from '../src/nginx-config.js';
 import type { EntryMeta } from '../src/store.js';
 import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
+import { PageBody } from '../src/page-body.js';
 
 const hasNginx = nginxAvailable();
 const hasBrotli = brotliModuleInstalled();
@@ -216,7 +217,7 @@ race('it is removed after the rename (and made again from the new version)', asy
         urlPath: '/page', file: 'page/index.html', tags: [], renderedAt: Date.now() - 1, storedAt: Date.now(),
         expiresAt: null, mediaType: 'text/html', size: body.length, mtime: Math.floor(Date.now() / 1000),
       };
-      const temp = root.store.openTemp();
+      const temp = new PageBody();
       temp.write(body);
       assert.equal(await root.commit(temp, meta), { stored: true });
     };

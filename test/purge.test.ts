@@ -13,6 +13,7 @@ import { CacheRoot } from '../src/cache-root.js';
 import { purge } from '../src/purge.js';
 import { Store, type EntryMeta } from '../src/store.js';
 import { Gate, listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
+import { PageBody } from '../src/page-body.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -116,7 +117,7 @@ async function commitWithPurgeBeforeRename(context: RaceContext, selector: Purge
     urlPath: '/slow/post', file: 'slow/post/index.html', tags: ['post:1'], renderedAt, storedAt: Date.now(),
     expiresAt: null, mediaType: 'text/html', size: body.length, mtime: Math.floor(renderedAt / 1000),
   };
-  const temp = root.store.openTemp();
+  const temp = new PageBody();
   temp.write(body);
   const result = await root.commit(temp, meta);
   return { stored: result.stored, files: await listFiles(context.root) };

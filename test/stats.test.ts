@@ -86,7 +86,7 @@ counters('counts stores, skips by reason, purges and refreshes; the handler serv
 });
 
 counters('reason classes are a small fixed set', () => {
-  assert.equal(classifyReason('too many stores pending (maxPendingStores)'), { name: 'busy', dropped: true });
+  assert.equal(classifyReason('pending stores hold maxPendingBytes'), { name: 'busy', dropped: true });
   assert.equal(classifyReason('Content-Type text/css where nginx would serve text/html'), { name: 'content-type', dropped: false });
   assert.equal(classifyReason('tag feed was purged while it rendered'), { name: 'purged', dropped: true });
   assert.equal(classifyReason('store failed: ENOSPC'), { name: 'store-failed', dropped: true });

@@ -118,9 +118,9 @@ killed('a torn record in a tag log is skipped and does not hide the next one', a
   try {
     const cacheRoot = new CacheRoot(path.join(dir, 'cache'));
     await cacheRoot.store.init();
-    await cacheRoot.tags.append('t', 'a/index.html');
+    await cacheRoot.tags.append('t', ['a/index.html']);
     await fs.appendFile(cacheRoot.tags.logPath('t'), '\nb/index.html\t123'); // torn: bad checksum, no newline
-    await cacheRoot.tags.append('t', 'c/index.html');
+    await cacheRoot.tags.append('t', ['c/index.html']);
     await fs.appendFile(cacheRoot.tags.logPath('t'), '\ngarbage without a tab');
     assert.equal((await cacheRoot.tags.files('t')).sort(), ['a/index.html', 'c/index.html']);
   } finally {

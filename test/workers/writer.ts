@@ -6,6 +6,7 @@
  */
 import pLimit from 'p-limit';
 import { CacheRoot } from '../../src/cache-root.js';
+import { PageBody } from '../../src/page-body.js';
 
 const [root, name, countText, mode] = process.argv.slice(2);
 if (root === undefined || name === undefined || countText === undefined) throw new Error('usage: writer.ts <root> <name> <count> [--loop]');
@@ -22,7 +23,7 @@ async function write(index: number, size: number): Promise<{ file: string; tags:
   const file = `${name}/p${index}/index.html`;
   const tags = [`writer:${name}`, index % 3 === 0 ? 'victim' : 'bystander', `page:${index % 50}`];
   const renderedAt = Date.now();
-  const temp = cacheRoot.store.openTemp();
+  const temp = new PageBody();
   const bytes = body(`${name} ${index}`, size);
   temp.write(bytes);
   const result = await cacheRoot.commit(temp, {
