@@ -4,8 +4,7 @@
  */
 import type { CacheOptions } from './cache.js';
 import { isHostEntry } from './host.js';
-import { OptionError, listOf, nonEmptyString, wholeNumber } from './options.js';
-import { parseOrigin } from './origin.js';
+import { OptionError, listOf, nonEmptyString, originOption, wholeNumber } from './options.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { DEFAULT_SAFE_METHODS } from './unsafe.js';
@@ -37,7 +36,7 @@ export function resolveCacheOptions(options: CacheOptions): ResolvedCacheOptions
     (name) => typeof name === 'string' && name !== '', 'an array of cookie names');
   const sweepIntervalMs = wholeNumber(options.sweepIntervalMs, 'sweepIntervalMs', 0, 0, 'a whole number of milliseconds (0 disables it)');
   const expiryCheckMs = wholeNumber(options.expiryCheckMs, 'expiryCheckMs', 0, 250, 'a whole number of milliseconds (0 disables it)');
-  const refreshOrigin = options.refreshOrigin === undefined ? undefined : checkOrigin(options.refreshOrigin, 'refreshOrigin');
+  const refreshOrigin = options.refreshOrigin === undefined ? undefined : originOption(options.refreshOrigin, 'refreshOrigin');
   const maxRenderMs = wholeNumber(options.maxRenderMs, 'maxRenderMs', 1, 600_000, 'a whole number of milliseconds');
   const safeMethods = listOf(options.safeMethods, 'safeMethods', DEFAULT_SAFE_METHODS,
     (method) => typeof method === 'string' && METHOD.test(method), 'an array of method names, e.g. [\'GET\', \'HEAD\']');
@@ -56,13 +55,4 @@ function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
   const expectation = 'a non-empty array of lowercase DNS names, each with an optional :port';
   if (Array.isArray(hosts) && hosts.length === 0) throw new OptionError('hosts', expectation, hosts);
   return new Set(listOf(hosts, 'hosts', [], isHostEntry, expectation));
-}
-
-function checkOrigin(value: unknown, option: string): string {
-  if (typeof value !== 'string') throw new OptionError(option, 'an origin, http(s)://host[:port]', value);
-  try {
-    return parseOrigin(value);
-  } catch {
-    throw new OptionError(option, 'an origin, http(s)://host[:port] with no path', value);
-  }
 }

@@ -318,7 +318,9 @@ mapping('each option the CLI sets is worded with its flag; exit 2', () => {
   }
   // An option no flag sets keeps the library's words, which name it.
   assert.is(optionMessage(new OptionError('maxBodyBytes', 'a whole number from 1 up', 0)), 'Expected `maxBodyBytes` to be a whole number from 1 up, not 0');
-  assert.is(optionMessage(new OptionError('hosts', 'set with --multi-site')), '--host must be set with --multi-site');
+  // So is another option its expectation names.
+  assert.is(optionMessage(new OptionError('multiSite', 'used with `hosts`')), '--multi-site must be used with --host');
+  assert.is(optionMessage(new OptionError('root', 'used with `maxBodyBytes`')), '--root must be used with `maxBodyBytes`');
 });
 
 mapping.run();

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createCache, exportSite, type CacheOptions } from '../src/index.js';
+import { createCache, exportSite, nginxConfig, type CacheOptions, type NginxConfigOptions } from '../src/index.js';
 import { readAccessLog } from '../src/access-log.js';
 import { resolveCacheOptions } from '../src/cache-options.js';
 import { checkFleetOptions, type FleetOptions } from '../src/fleet/link.js';
@@ -162,6 +162,28 @@ others('readAccessLog: prefixDepth and top, before the file is opened', async ()
     const error = await optionError(() => readAccessLog('/nonexistent/access.log', given), option);
     assert.is(error.option, option);
   }
+});
+
+others('nginxConfig: each bad option named', async () => {
+  const good = { root: '/srv/cache', upstream: 'http://127.0.0.1:3000' };
+  const cases: Array<[option: string, given: Record<string, unknown>]> = [
+    ['root', { root: '' }],
+    ['root', { root: '/srv/a"; deny all; "' }],
+    ['upstream', { upstream: 'http://127.0.0.1:3000/app' }],
+    ['upstream', { upstream: undefined }],
+    ['listen', { listen: '80; include /etc/passwd' }],
+    ['serverName', { serverName: 'a b' }],
+    ['bypassCookies', { bypassCookies: ['ok', 'a"b'] }],
+    ['hosts', { hosts: ['Example.com'] }],
+    ['multiSite', { multiSite: true }],
+    ['accessLog', { accessLog: '/var/log/$x.log' }],
+    ['accessLog', { accessLog: '' }],
+  ];
+  for (const [option, given] of cases) {
+    const error = await optionError(() => nginxConfig({ ...good, ...given } as unknown as NginxConfigOptions), JSON.stringify(given));
+    assert.is(error.option, option, error.message);
+  }
+  assert.ok(nginxConfig(good).includes('root "/srv/cache";'), 'the good options give a config');
 });
 
 others('exportSite: root and target', async () => {

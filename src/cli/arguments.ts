@@ -32,6 +32,7 @@ const FLAGS: Readonly<Record<string, string>> = {
   serverName: '--server-name',
   bypassCookies: '--bypass-cookie',
   hosts: '--host',
+  multiSite: '--multi-site',
   accessLog: '--access-log',
 };
 
@@ -113,5 +114,7 @@ export function exitCodeFor(error: unknown, io: CliIO): number {
 export function optionMessage(error: OptionError): string {
   const flag = flagFor(error.option);
   if (flag === undefined) return error.message;
-  return `${flag} must be ${error.expectation}${error.given === undefined ? '' : `, not ${error.given}`}`;
+  // Another option the expectation names is a flag here too ("given with `multiSite`").
+  const expectation = error.expectation.replace(/`(\w+)`/g, (quoted, option: string) => flagFor(option) ?? quoted);
+  return `${flag} must be ${expectation}${error.given === undefined ? '' : `, not ${error.given}`}`;
 }
