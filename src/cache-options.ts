@@ -4,7 +4,8 @@
  */
 import type { CacheOptions } from './cache.js';
 import { isHostEntry } from './host.js';
-import { OptionError, listOf, nonEmptyString, originOption, wholeNumber } from './options.js';
+import { OptionError, listOf, nonEmptyString, wholeNumber } from './options.js';
+import { parseOrigin } from './origin.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
 import { ENCODINGS, type Encoding } from './precompress.js';
 import { DEFAULT_SAFE_METHODS } from './unsafe.js';
@@ -36,7 +37,7 @@ export function resolveCacheOptions(options: CacheOptions): ResolvedCacheOptions
     (name) => typeof name === 'string' && name !== '', 'an array of cookie names');
   const sweepIntervalMs = wholeNumber(options.sweepIntervalMs, 'sweepIntervalMs', 0, 0, 'a whole number of milliseconds (0 disables it)');
   const expiryCheckMs = wholeNumber(options.expiryCheckMs, 'expiryCheckMs', 0, 250, 'a whole number of milliseconds (0 disables it)');
-  const refreshOrigin = options.refreshOrigin === undefined ? undefined : originOption(options.refreshOrigin, 'refreshOrigin');
+  const refreshOrigin = options.refreshOrigin === undefined ? undefined : parseOrigin(options.refreshOrigin, 'refreshOrigin');
   const maxRenderMs = wholeNumber(options.maxRenderMs, 'maxRenderMs', 1, 600_000, 'a whole number of milliseconds');
   const safeMethods = listOf(options.safeMethods, 'safeMethods', DEFAULT_SAFE_METHODS,
     (method) => typeof method === 'string' && METHOD.test(method), 'an array of method names, e.g. [\'GET\', \'HEAD\']');

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { OptionError, originOption } from './options.js';
+import { OptionError } from './options.js';
+import { parseOrigin } from './origin.js';
 import { UTF8_TYPES } from './mime.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
 import { exactHostPattern, isHostEntry } from './host.js';
@@ -61,7 +62,7 @@ const unquotable = /["\\$\u0000-\u001f\u007f;{}]/;
 
 export function nginxConfig(options: NginxConfigOptions): string {
   const root = checkRoot(options.root);
-  const upstream = originOption(options.upstream, 'upstream');
+  const upstream = parseOrigin(options.upstream, 'upstream');
   const listen = options.listen ?? '80';
   if (!listenValue.test(listen)) {
     throw new OptionError('listen', 'a port or address:port (e.g. 127.0.0.1:8080)', listen);

@@ -3,8 +3,6 @@
  * naming the option (`option`, as the API spells it, e.g. `maxBodyBytes` or `fleet.redis`), so the
  * CLI can say which flag was wrong instead of which property.
  */
-import { parseOrigin } from './origin.js';
-
 export class OptionError extends TypeError {
   /** The option as the API names it. */
   readonly option: string;
@@ -48,17 +46,6 @@ export function listOf<T>(value: readonly T[] | undefined, option: string, fallb
   const refused = value.findIndex((item: unknown) => !accepts(item));
   if (refused !== -1) throw new OptionError(option, expectation, value[refused]);
   return value;
-}
-
-/** An origin, `http(s)://host[:port]` with no path, as `scheme://host[:port]`. */
-export function originOption(value: unknown, option: string): string {
-  const expectation = 'an origin, http(s)://host[:port] with no path';
-  if (typeof value !== 'string') throw new OptionError(option, expectation, value);
-  try {
-    return parseOrigin(value);
-  } catch {
-    throw new OptionError(option, expectation, value);
-  }
 }
 
 function describe(value: unknown): string {
