@@ -21,6 +21,8 @@ const FLAGS: Readonly<Record<string, string>> = {
   maxDepth: '--max-depth',
   maxPages: '--max-pages',
   origin: '--origin',
+  'refresh.origin': '--origin',
+  'refresh.concurrency': '--concurrency',
   root: '--root',
   prefixDepth: '--prefix-depth',
   top: '--top',
@@ -115,6 +117,6 @@ export function optionMessage(error: OptionError): string {
   const flag = flagFor(error.option);
   if (flag === undefined) return error.message;
   // Another option the expectation names is a flag here too ("given with `multiSite`").
-  const expectation = error.expectation.replace(/`(\w+)`/g, (quoted, option: string) => flagFor(option) ?? quoted);
+  const expectation = error.expectation.replace(/`([\w.]+)`/g, (quoted, option: string) => flagFor(option) ?? quoted);
   return `${flag} must be ${expectation}${error.given === undefined ? '' : `, not ${error.given}`}`;
 }
