@@ -13,7 +13,7 @@ import { parseOrigin } from '../origin.js';
 import type { RefreshOptions } from '../purge.js';
 import type { CliIO } from './context.js';
 
-/** The flag each library option comes from, for options whose API name is not the flag's. */
+/** The flag each library option (as the API names it) comes from. */
 const FLAGS: Readonly<Record<string, string>> = {
   concurrency: '--concurrency',
   retries: '--retries',
