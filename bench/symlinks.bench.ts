@@ -1,5 +1,5 @@
 /**
- * What `disable_symlinks on "from=<root>"` (in the generated config since issue 12) costs a hit,
+ * What `disable_symlinks on "from=<root>"` (in the generated config) costs a hit,
  * counted as the hits benchmark counts nginx's work (hit-cost.ts): user-space instructions per hit under
  * callgrind and system calls per hit under strace, for the generated config with the line and without
  * it, in the same run. nginx then opens each path component below the root with openat(O_NOFOLLOW)

@@ -11,6 +11,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { PrerenderError, isErrno } from './errors.js';
+import { wholeNumber } from './options.js';
 
 export const MAX_LINE_BYTES = 64 * 1024;
 export const MAX_KEYS = 50_000;
@@ -69,10 +70,8 @@ interface Entry {
 
 /** Reads an access log written with `prerender nginx --access-log` and sums it up. */
 export async function readAccessLog(file: string, options: AccessLogOptions = {}): Promise<AccessLogStats> {
-  const prefixDepth = options.prefixDepth ?? 1;
-  const top = options.top ?? 20;
-  if (!Number.isSafeInteger(prefixDepth) || prefixDepth < 0) throw new TypeError('Expected `prefixDepth` to be a whole number from 0 up');
-  if (!Number.isSafeInteger(top) || top < 0) throw new TypeError('Expected `top` to be a whole number from 0 up');
+  const prefixDepth = wholeNumber(options.prefixDepth, 'prefixDepth', 0, 1);
+  const top = wholeNumber(options.top, 'top', 0, 20);
 
   const stats: AccessLogStats = { file, requests: 0, hits: 0, misses: 0, other: 0, hitRatio: null, malformed: 0, prefixes: [], topMisses: [] };
   const prefixes = new Map<string, PrefixStats>();

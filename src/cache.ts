@@ -9,15 +9,12 @@ import { consoleLogger, throttledLogger, type Logger } from './log.js';
 import { BUSY, attach, type CaptureContext } from './middleware.js';
 import { createCoalescer } from './coalesce.js';
 import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from './stats.js';
-import { DEFAULT_BYPASS_COOKIES, normalizeHost } from './policy.js';
-import { isHostEntry } from './host.js';
+import { normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
-import { wholeNumber } from './options.js';
 import { ByteBudget, PageBody } from './page-body.js';
 import { expiryTimer } from './expiry.js';
-import { ENCODINGS, type Encoding } from './precompress.js';
-import { parseOrigin } from './origin.js';
-import { DEFAULT_SAFE_METHODS } from './unsafe.js';
+import type { Encoding } from './precompress.js';
+import { resolveCacheOptions } from './cache-options.js';
 import { splitAbsoluteUrl } from './url-path.js';
 import { purge, type PurgeResult, type PurgeSelector } from './purge.js';
 import { sweep, type SweepOptions, type SweepResult } from './sweep.js';
@@ -174,54 +171,9 @@ export interface Cache {
   close(): Promise<void>;
 }
 
-const MiB = 1024 * 1024;
 
 export function createCache(options: CacheOptions): Cache {
-  if (typeof options?.root !== 'string' || options.root === '') {
-    throw new TypeError('Expected `root` to be a non-empty string: the directory nginx serves');
-  }
-  const maxBodyBytes = options.maxBodyBytes ?? 10 * MiB;
-  if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) {
-    throw new TypeError('Expected `maxBodyBytes` to be a whole number from 1 and up');
-  }
-  const bypassCookies = options.bypassCookies ?? DEFAULT_BYPASS_COOKIES;
-  if (!Array.isArray(bypassCookies) || bypassCookies.some((name) => typeof name !== 'string' || name === '')) {
-    throw new TypeError('Expected `bypassCookies` to be an array of cookie names');
-  }
-
-  const sweepIntervalMs = options.sweepIntervalMs ?? 0;
-  if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
-    throw new TypeError('Expected `sweepIntervalMs` to be a whole number of milliseconds, 0 to disable');
-  }
-  const expiryCheckMs = options.expiryCheckMs ?? 250;
-  if (!Number.isSafeInteger(expiryCheckMs) || expiryCheckMs < 0) {
-    throw new TypeError('Expected `expiryCheckMs` to be a whole number of milliseconds, 0 to disable');
-  }
-  let refreshOrigin: string | undefined;
-  try {
-    refreshOrigin = options.refreshOrigin === undefined ? undefined : parseOrigin(options.refreshOrigin, '`refreshOrigin`');
-  } catch (error) {
-    throw new TypeError(`Expected ${(error as Error).message}`);
-  }
-  const maxRenderMs = options.maxRenderMs ?? 600_000;
-  if (!Number.isSafeInteger(maxRenderMs) || maxRenderMs < 1) {
-    throw new TypeError('Expected `maxRenderMs` to be a whole number of milliseconds from 1 and up');
-  }
-
-  const safeMethods = options.safeMethods ?? DEFAULT_SAFE_METHODS;
-  if (!Array.isArray(safeMethods) || safeMethods.some((method) => typeof method !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method))) {
-    throw new TypeError('Expected `safeMethods` to be an array of method names, e.g. [\'GET\', \'HEAD\']');
-  }
-  const maxPendingBytes = wholeNumber(options.maxPendingBytes, 'maxPendingBytes', 1, 64 * MiB);
-  const precompress = options.precompress ?? [];
-  if (!Array.isArray(precompress) || precompress.some((encoding) => !ENCODINGS.includes(encoding))) {
-    throw new TypeError(`Expected \`precompress\` to be an array of ${ENCODINGS.map((e) => `'${e}'`).join(', ')}`);
-  }
-  const hosts = options.hosts === undefined ? undefined : checkHosts(options.hosts);
-  const multiSite = options.multiSite === true;
-  if (multiSite && hosts === undefined) {
-    throw new TypeError('Expected `hosts` with `multiSite`: only allowlisted hosts get a directory under the root');
-  }
+  const { maxBodyBytes, bypassCookies, sweepIntervalMs, expiryCheckMs, refreshOrigin, maxRenderMs, safeMethods, maxPendingBytes, precompress, hosts, multiSite } = resolveCacheOptions(options);
 
   const rootOptions = { durable: options.durable ?? true, maxRenderMs, precompress };
   const base = new CacheRoot(options.root, rootOptions);
@@ -393,16 +345,6 @@ export function createCache(options: CacheOptions): Cache {
       await fleet.close();
     },
   };
-}
-
-function checkHosts(hosts: readonly string[]): ReadonlySet<string> {
-  if (!Array.isArray(hosts) || hosts.length === 0) throw new TypeError('Expected `hosts` to be a non-empty array of host names');
-  for (const host of hosts) {
-    if (!isHostEntry(host)) {
-      throw new TypeError(`Expected \`hosts\` to hold lowercase DNS names, each with an optional :port, not ${JSON.stringify(host)}`);
-    }
-  }
-  return new Set(hosts);
 }
 
 /**

@@ -13,6 +13,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import fse from 'fs-extra';
 import { PrerenderError, isErrno } from './errors.js';
+import { nonEmptyString } from './options.js';
 import { SIBLING_SUFFIXES, Store } from './store.js';
 import { STATE_DIR } from './url-path.js';
 
@@ -42,8 +43,8 @@ export interface ExportReport {
  * root or holding it, and a non-empty target unless `overwrite`.
  */
 export async function exportSite(root: string, target: string, options: ExportOptions = {}): Promise<ExportReport> {
-  if (typeof root !== 'string' || root === '') throw new TypeError('Expected `root` to be a non-empty string: the cache root');
-  if (typeof target !== 'string' || target === '') throw new TypeError('Expected `target` to be a non-empty string: the export directory');
+  nonEmptyString(root, 'root', 'the cache root');
+  nonEmptyString(target, 'target', 'the export directory');
   const source = await sourceTree(path.resolve(root));
   await new Store(source).checkRoot();
   const absoluteTarget = await realTarget(path.resolve(target));

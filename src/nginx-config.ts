@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { PrerenderError } from './errors.js';
-import { UTF8_TYPES } from './mime.js';
+import { OptionError } from './options.js';
 import { parseOrigin } from './origin.js';
+import { UTF8_TYPES } from './mime.js';
 import { DEFAULT_BYPASS_COOKIES } from './policy.js';
 import { exactHostPattern, isHostEntry } from './host.js';
 import { STATE_DIR } from './url-path.js';
@@ -62,29 +62,29 @@ const unquotable = /["\\$\u0000-\u001f\u007f;{}]/;
 
 export function nginxConfig(options: NginxConfigOptions): string {
   const root = checkRoot(options.root);
-  const upstream = parseOrigin(options.upstream, '--upstream');
+  const upstream = parseOrigin(options.upstream, 'upstream');
   const listen = options.listen ?? '80';
   if (!listenValue.test(listen)) {
-    throw new PrerenderError('EUSAGE', `--listen ${JSON.stringify(listen)} is not a port or address:port (e.g. 127.0.0.1:8080)`, { input: listen });
+    throw new OptionError('listen', 'a port or address:port (e.g. 127.0.0.1:8080)', listen);
   }
   const serverName = options.serverName ?? '_';
   if (!serverNameValue.test(serverName)) {
-    throw new PrerenderError('EUSAGE', `--server-name ${JSON.stringify(serverName)} is not a host name`, { input: serverName });
+    throw new OptionError('serverName', 'an nginx server_name (a host name, * and ~ allowed)', serverName);
   }
   const cookies = options.bypassCookies ?? DEFAULT_BYPASS_COOKIES;
   for (const name of cookies) {
     if (!cookieName.test(name)) {
-      throw new PrerenderError('EUSAGE', `--bypass-cookie ${JSON.stringify(name)}: use letters, digits, ".", "_" or "-"`, { input: name });
+      throw new OptionError('bypassCookies', 'cookie names of letters, digits, ".", "_" or "-"', name);
     }
   }
   const hosts = options.hosts ?? [];
   for (const host of hosts) {
     if (!isHostEntry(host)) {
-      throw new PrerenderError('EUSAGE', `--host ${JSON.stringify(host)} is not a lowercase host name (with an optional :port)`, { input: host });
+      throw new OptionError('hosts', 'lowercase host names, each with an optional :port', host);
     }
   }
   if (options.multiSite === true && hosts.length === 0) {
-    throw new PrerenderError('EUSAGE', '--multi-site needs the allowlist: one --host per site');
+    throw new OptionError('multiSite', 'used with `hosts`: one allowlisted host per site');
   }
   const hostTest = hosts.length === 0
     ? ''
@@ -202,10 +202,10 @@ ${cookieTest}${hostTest}
  * carries the upstream's hash: two generated blocks in one http { } must not define one name twice.
  */
 function accessLogLines(file: string, upstreamName: string): { format: string; directive: string } {
-  if (typeof file !== 'string' || file === '') throw new PrerenderError('EUSAGE', '--access-log needs a file name');
+  if (typeof file !== 'string' || file === '') throw new OptionError('accessLog', 'a file name', file);
   const absolute = path.resolve(file);
   if (unquotable.test(absolute)) {
-    throw new PrerenderError('EUSAGE', `--access-log ${JSON.stringify(file)} has characters nginx would read as syntax (" \\ $ ; { } or control)`, { input: file });
+    throw new OptionError('accessLog', 'a file name without characters nginx would read as syntax (" \\ $ ; { } or control)', file);
   }
   const name = upstreamName.replace(/^prerender_/, 'prerender_log_');
   const fields = [
@@ -220,11 +220,11 @@ function accessLogLines(file: string, upstreamName: string): { format: string; d
 
 function checkRoot(root: string): string {
   if (typeof root !== 'string' || root === '') {
-    throw new PrerenderError('EUSAGE', '--root is required: the cache directory nginx serves');
+    throw new OptionError('root', 'a non-empty string: the cache directory nginx serves', root);
   }
   const absolute = path.resolve(root);
   if (unquotable.test(absolute)) {
-    throw new PrerenderError('EUSAGE', `--root ${JSON.stringify(root)} has characters nginx would read as syntax (" \\ $ ; { } or control)`, { input: root });
+    throw new OptionError('root', 'a path without characters nginx would read as syntax (" \\ $ ; { } or control)', root);
   }
   return absolute;
 }

@@ -78,7 +78,7 @@ setUpSuite(pack, async (context) => {
 
 pack('the tarball: LICENSE, built code with its sources for the maps, no tests, no install-time script', async (context) => {
   const { packed, manifest } = context;
-  for (const file of ['LICENSE', 'README.md', 'package.json', 'bin/prerender.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'nginx/prerender.conf']) {
+  for (const file of ['LICENSE', 'README.md', 'package.json', 'bin/prerender.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'nginx/prerender.conf']) {
     assert.ok(packed.includes(file), `${file} is packed`);
   }
   assert.ok(packed.every((file) => !file.startsWith('test/') && !file.startsWith('fixtures/') && !file.startsWith('bench/')), 'nothing but the package');

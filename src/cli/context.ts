@@ -1,9 +1,17 @@
 /**
- * What a command module gets from the CLI (cli.ts): where output goes, the shared `--root` option, and
- * a way to set the exit code without throwing. Commands live one a file under src/cli/.
+ * What a command module gets from the CLI (main.ts): where output goes, the shared `--root` option,
+ * and a way to set the exit code without throwing. Commands live one a file under src/cli/.
  */
 import type { Option } from 'commander';
-import type { CliIO } from '../cli.js';
+import type { Readable } from 'node:stream';
+
+export interface CliIO {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  stderrIsTTY: boolean;
+  stdin: Readable;
+  env: NodeJS.ProcessEnv;
+}
 
 export interface CommandContext {
   io: CliIO;

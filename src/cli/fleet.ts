@@ -1,60 +1,20 @@
 /**
- * The fleet's commands: `agent`, `fleet status`, and what `purge --redis` and `crawl --fleet` do.
- * Declares options and calls src/fleet/; cli.ts registers it with one line.
+ * `prerender fleet status`, and what `purge --redis` and `crawl --fleet` do (the agent is agent.ts).
+ * Declares options and calls src/fleet/.
  */
 import fs from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { PrerenderError } from '../errors.js';
 import type { PurgeSelector } from '../purge.js';
-import { startAgent } from '../fleet/agent.js';
 import { MAX_CRAWL_LIST_BYTES } from '../fleet/entries.js';
 import { publishEntry, publishPurge, type FleetPublishResult } from '../fleet/publish.js';
 import { fleetStatus, formatFleetStatus } from '../fleet/status.js';
 import { FleetRedis, checkRedisUrl, redactUrl } from '../fleet/stream.js';
-import { parseOrigin } from '../origin.js';
 import type { Readable } from 'node:stream';
+import { positiveInteger, redisOption } from './arguments.js';
+import type { CliIO, CommandContext } from './context.js';
 
-export interface FleetCliIO {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  stdin: Readable;
-  env: NodeJS.ProcessEnv;
-}
-
-/** `--redis`, defaulting to $PRERENDER_REDIS. */
-export function redisOption(env: NodeJS.ProcessEnv): Option {
-  const option = new Option('--redis <url>', 'the fleet\'s Redis (default: $PRERENDER_REDIS)');
-  return env.PRERENDER_REDIS !== undefined && env.PRERENDER_REDIS !== '' ? option.default(env.PRERENDER_REDIS) : option;
-}
-
-export function registerFleetCommands(program: Command, io: FleetCliIO, rootOption: () => Option, setExit: (code: number) => void): void {
-  program.command('agent')
-    .description('apply the fleet\'s purges (and crawls) from Redis to this host\'s root; runs until stopped')
-    .addOption(rootOption())
-    .addOption(redisOption(io.env))
-    .option('--id <host>', 'this host\'s name in the fleet (default: the host name)')
-    .option('--origin <url>', 'this host\'s app, for fleet crawls and refreshes, e.g. http://127.0.0.1:3000')
-    .option('--retention <ms>', 'a host silent this long counts as gone (the stream is trimmed past it)', '600000')
-    .action(async (options: { root: string; redis?: string; id?: string; origin?: string; retention: string }) => {
-      const agent = startAgent({
-        root: options.root,
-        redis: checkRedisUrl(options.redis),
-        ...(options.id === undefined ? {} : { id: options.id }),
-        ...(options.origin === undefined ? {} : { origin: parseOrigin(options.origin) }),
-        retentionMs: milliseconds(options.retention, '--retention'),
-        log: (line) => io.stderr(`prerender agent: ${line}\n`),
-      });
-      const stop = (): void => void agent.stop();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-      try {
-        await agent.stopped;
-      } finally {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
-      }
-    });
-
+export function registerFleet(program: Command, { io, setExitCode }: CommandContext): void {
   program.command('fleet')
     .description('the hosts of a fleet')
     .command('status')
@@ -66,7 +26,7 @@ export function registerFleetCommands(program: Command, io: FleetCliIO, rootOpti
       try {
         const status = await fleetStatus(redis);
         io.stdout(options.json === true ? `${JSON.stringify(status)}\n` : formatFleetStatus(status));
-        if (status.hosts.some((host) => host.live && !host.storing)) setExit(1);
+        if (status.hosts.some((host) => host.live && !host.storing)) setExitCode(1);
       } finally {
         await redis.close();
       }
@@ -74,8 +34,8 @@ export function registerFleetCommands(program: Command, io: FleetCliIO, rootOpti
 }
 
 /** `prerender purge ... --redis <url> [--wait <ms>]`. */
-export async function fleetPurge(io: FleetCliIO, url: string, selector: PurgeSelector, options: { wait?: string; json?: boolean; refresh?: boolean }): Promise<void> {
-  const waitMs = options.wait === undefined ? 0 : milliseconds(options.wait, '--wait');
+export async function fleetPurge(io: CliIO, url: string, selector: PurgeSelector, options: { wait?: string; json?: boolean; refresh?: boolean }): Promise<void> {
+  const waitMs = options.wait === undefined ? 0 : positiveInteger(options.wait, '--wait', 'milliseconds');
   const redis = new FleetRedis(checkRedisUrl(url));
   let result: FleetPublishResult;
   try {
@@ -93,9 +53,9 @@ export async function fleetPurge(io: FleetCliIO, url: string, selector: PurgeSel
 }
 
 /** `prerender crawl <source> --fleet --redis <url> [--wait [ms]]`. Resolves to the exit code. */
-export async function fleetCrawl(io: FleetCliIO, source: string, options: { redis?: string; wait?: string | boolean; concurrency: number; json?: boolean }): Promise<number> {
+export async function fleetCrawl(io: CliIO, source: string, options: { redis?: string; wait?: string | boolean; concurrency: number; json?: boolean }): Promise<number> {
   const url = checkRedisUrl(options.redis);
-  const waitMs = options.wait === undefined || options.wait === false ? 0 : options.wait === true ? 3_600_000 : milliseconds(options.wait, '--wait');
+  const waitMs = options.wait === undefined || options.wait === false ? 0 : options.wait === true ? 3_600_000 : positiveInteger(options.wait, '--wait', 'milliseconds');
   const entry = /^https?:\/\//i.test(source)
     ? { kind: 'crawl' as const, url: source, concurrency: options.concurrency, at: Date.now() }
     : { kind: 'crawl' as const, list: (await readSource(source, io.stdin)).toString('base64'), concurrency: options.concurrency, at: Date.now() };
@@ -154,12 +114,4 @@ async function readSource(source: string, stdin: Readable): Promise<Buffer> {
     add(data);
   }
   return Buffer.concat(chunks);
-}
-
-function milliseconds(value: string, option: string): number {
-  const number = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(number) || number < 1) {
-    throw new PrerenderError('EUSAGE', `${option} ${JSON.stringify(value)} must be a whole number of milliseconds from 1 and up`, { input: value });
-  }
-  return number;
 }

@@ -8,7 +8,6 @@
  * an agent that dies mid-sentence stops storing once its last heartbeat is too old.
  */
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_MAX_SILENCE_MS, STATUS_FILE, fleetDir, parseStatus, storingVerdict, type AgentStatus, type StoringVerdict } from './state.js';
 import { READ_NO_FOLLOW, readStateFile } from '../no-follow.js';

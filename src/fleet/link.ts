@@ -4,10 +4,11 @@
  * reported for, configured or not.
  */
 import { PrerenderError } from '../errors.js';
+import { OptionError, wholeNumber } from '../options.js';
 import type { PurgeOptions, PurgeResult, PurgeSelector } from '../purge.js';
 import { StoringGuard } from './guard.js';
 import { publishPurge, type FleetPublishResult } from './publish.js';
-import { FleetRedis, checkRedisUrl } from './stream.js';
+import { FleetRedis, checkRedisUrl, redactUrl } from './stream.js';
 import type { StoringVerdict } from './state.js';
 
 export interface FleetOptions {
@@ -44,16 +45,13 @@ export interface FleetLink {
 
 export function checkFleetOptions(fleet: FleetOptions | undefined): FleetOptions | undefined {
   if (fleet === undefined) return undefined;
-  if (typeof fleet !== 'object' || fleet === null) throw new TypeError('Expected `fleet` to be an object: { redis: "redis://host:port" }');
+  if (typeof fleet !== 'object' || fleet === null) throw new OptionError('fleet', 'an object: { redis: "redis://host:port" }', fleet);
   try {
     checkRedisUrl(fleet.redis, '`fleet.redis`');
-  } catch (error) {
-    throw new TypeError(`Expected \`fleet.redis\` to be a redis:// URL: ${(error as Error).message}`);
+  } catch {
+    throw new OptionError('fleet.redis', 'a redis:// or rediss:// URL', fleet.redis === undefined ? undefined : redactUrl(String(fleet.redis)));
   }
-  for (const name of ['waitMs', 'maxSilenceMs'] as const) {
-    const value = fleet[name];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new TypeError(`Expected \`fleet.${name}\` to be a whole number of milliseconds`);
-  }
+  for (const name of ['waitMs', 'maxSilenceMs'] as const) wholeNumber(fleet[name], `fleet.${name}`, 0, 0, 'a whole number of milliseconds');
   return fleet;
 }
 
