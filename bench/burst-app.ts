@@ -1,21 +1,31 @@
 /**
- * The app process of bench/burst.bench.ts, apart from the bench so that the load generator does not
- * share its event loop. Usage (IPC channel required):
- *   node --import tsx bench/burst-app.ts <middleware|plain> <root>
+ * The app process of bench/burst.bench.ts and of hits.bench.ts case c, apart from the bench so that
+ * the load generator does not share its event loop. Usage (IPC channel required):
+ *   node --import tsx bench/burst-app.ts <middleware|plain|alone> <root>
  * Serves `/p/<n>`: a ~19 KB cacheable HTML page, the same bytes for the same n.
  * - middleware: `createCache({ root }).wrap(handler)` from the built package, options at their defaults;
  * - plain: the handler answers, then writes the body itself with plain Node (temp file + rename, no
- *   fsync, no index): the least a store can cost, the floor the middleware is compared with.
+ *   fsync, no index): the least a store can cost, the floor the middleware is compared with;
+ * - alone: the handler answers and stores nothing, the app without the cache.
  * Sends `{ port }` once listening; answers `{ type: 'idle' }` with `{ stored, skipped, reasons }` once
  * every store it started has finished.
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type * as Prerender from '../src/index.js';
 
 export const PAGE_BYTES = 19 * 1024;
+
+/** middleware: wrapped by the cache; plain: stores each body itself; alone: stores nothing. */
+export type Mode = 'middleware' | 'plain' | 'alone';
+
+const START_LIMIT_MS = 30_000;
+const IDLE_LIMIT_MS = 300_000;
+const script = fileURLToPath(import.meta.url);
 
 /** The page for `/p/<n>`, exactly PAGE_BYTES long, so a file on disk can be checked by its size. */
 export function burstPage(n: number): Buffer {
@@ -107,12 +117,22 @@ function plainApp(root: string): { handler: http.RequestListener; idle: () => Pr
   };
 }
 
+function aloneApp(): { handler: http.RequestListener; idle: () => Promise<IdleReply> } {
+  const handler: http.RequestListener = (req, res) => {
+    const n = parsePage(req);
+    if (n === undefined) return notFound(res);
+    res.writeHead(200, HEADERS);
+    res.end(burstPage(n));
+  };
+  return { handler, idle: async () => ({ stored: 0, skipped: 0, reasons: {} }) };
+}
+
 async function main(): Promise<void> {
   const [mode, root] = process.argv.slice(2);
-  if ((mode !== 'middleware' && mode !== 'plain') || root === undefined) throw new Error('usage: burst-app.ts <middleware|plain> <root>');
+  if ((mode !== 'middleware' && mode !== 'plain' && mode !== 'alone') || root === undefined) throw new Error('usage: burst-app.ts <middleware|plain|alone> <root>');
   if (process.send === undefined) throw new Error('burst-app.ts needs an IPC channel (spawn it with stdio "ipc")');
   await fs.mkdir(root, { recursive: true });
-  const app = mode === 'middleware' ? await middlewareApp(root) : plainApp(root);
+  const app = mode === 'middleware' ? await middlewareApp(root) : mode === 'plain' ? plainApp(root) : aloneApp();
   const server = http.createServer(app.handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   process.on('message', (message: unknown) => {
@@ -120,6 +140,53 @@ async function main(): Promise<void> {
     void app.idle().then((reply) => process.send?.({ type: 'idle', ...reply }));
   });
   process.send({ type: 'listening', port: (server.address() as AddressInfo).port });
+}
+
+
+/** The app process as the bench sees it. */
+export interface BurstApp {
+  port: number;
+  idle(): Promise<IdleReply>;
+  stop(): Promise<void>;
+}
+
+/** Starts the app in a child process (the bench's event loop stays the load generator's). */
+export async function startBurstApp(mode: Mode, root: string): Promise<BurstApp> {
+  const child: ChildProcess = fork(script, [mode, root], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const message = <T>(type: string, limitMs: number): Promise<T> => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`burst-app: ${mode} app: no ${type} message within ${limitMs} ms`)), limitMs);
+    const onMessage = (value: unknown): void => {
+      if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== type) return;
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      resolve(value as T);
+    };
+    child.on('message', onMessage);
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`burst-app: ${mode} app exited before its ${type} message`));
+    });
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  try {
+    const { port } = await message<{ port: number }>('listening', START_LIMIT_MS);
+    return {
+      port,
+      stop,
+      idle: () => {
+        const reply = message<IdleReply>('idle', IDLE_LIMIT_MS);
+        child.send({ type: 'idle' });
+        return reply;
+      },
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
 
 // Imported by the bench for burstPage; runs only as a script.

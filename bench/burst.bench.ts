@@ -16,14 +16,12 @@
  * memory; a fast client of a 256 MB body and the buffers it peaks at; the short soak's RSS growth.
  * The miss path's throughput and p99 against the bare app are in hits.bench.ts (case c).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { removeDir, tempDir } from '../test/helpers.js';
 import { fastClientPeak, slowClient, soakGrowth } from './body-memory.js';
-import { burstPage, PAGE_BYTES, type IdleReply } from './burst-app.js';
+import { burstPage, PAGE_BYTES, startBurstApp } from './burst-app.js';
 import { median, withCleanup } from './exec.js';
 import type { BenchRow } from './report.js';
 
@@ -32,8 +30,6 @@ const PAGES = 3000;
 const CONCURRENCY = 16;
 /** Turns per mode; they alternate A B B A A B ... */
 const TURNS = 5;
-const START_LIMIT_MS = 30_000;
-const IDLE_LIMIT_MS = 300_000;
 const SHARE_GOAL = 0.95;
 const RATE_GOAL = 0.5;
 
@@ -48,8 +44,6 @@ interface Turn {
   idleMs: number;
   reasons: Record<string, number>;
 }
-
-const appScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'burst-app.ts');
 
 export async function run(): Promise<BenchRow[]> {
   const turns: Record<Mode, Turn[]> = { middleware: [], plain: [] };
@@ -102,7 +96,7 @@ async function burst(mode: Mode): Promise<Turn> {
     const dir = await tempDir(`prerender-bench-burst-${mode}-`);
     defer(() => removeDir(dir));
     const root = path.join(dir, 'cache');
-    const app = await startApp(mode, root);
+    const app = await startBurstApp(mode, root);
     defer(() => app.stop());
     const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     defer(async () => agent.destroy());
@@ -144,50 +138,6 @@ async function wholeFilesOnDisk(root: string): Promise<number> {
     else if (size !== undefined) throw new Error(`${BENCH}: p/${n}/index.html is ${size} bytes, not ${PAGE_BYTES}`);
   }
   return whole;
-}
-
-interface App {
-  port: number;
-  idle(): Promise<IdleReply>;
-  stop(): Promise<void>;
-}
-
-async function startApp(mode: Mode, root: string): Promise<App> {
-  const child: ChildProcess = fork(appScript, [mode, root], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const message = <T>(type: string, limitMs: number): Promise<T> => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${BENCH}: ${mode} app: no ${type} message within ${limitMs} ms`)), limitMs);
-    const onMessage = (value: unknown): void => {
-      if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== type) return;
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      resolve(value as T);
-    };
-    child.on('message', onMessage);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`${BENCH}: ${mode} app exited before its ${type} message`));
-    });
-  });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  try {
-    const { port } = await message<{ port: number }>('listening', START_LIMIT_MS);
-    return {
-      port,
-      stop,
-      idle: () => {
-        const reply = message<IdleReply>('idle', IDLE_LIMIT_MS);
-        child.send({ type: 'idle' });
-        return reply;
-      },
-    };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
 }
 
 function progress(message: string): void {
