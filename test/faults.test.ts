@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
+import { killMidWrite, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -280,26 +280,6 @@ async function startApp(root: string, asNobody = false): Promise<AppProcess> {
   return { port, child, exited };
 }
 
-/**
- * Freezes the app (SIGSTOP) until it is caught with a temp file open, then SIGKILLs it frozen, so
- * the kill provably lands mid-write. Resolves to the temp files it left.
- */
-async function killMidWrite(app: AppProcess, root: string, limitMs: number): Promise<string[]> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    app.child.kill('SIGSTOP');
-    const temps = await tempFiles(root);
-    if (temps.length > 0) {
-      app.child.kill('SIGKILL');
-      await app.exited;
-      return temps;
-    }
-    app.child.kill('SIGCONT');
-    if (Date.now() > deadline) throw new Error(`no write was under way within ${limitMs} ms`);
-    await sleep(5);
-  }
-}
-
 const processes = suite('process faults');
 
 (isRoot ? processes : processes.skip)('permission errors (the app runs as nobody, the root is root-owned): responses unaffected, warnings bounded', async () => {
@@ -336,7 +316,7 @@ processes('SIGKILL while writing large pages: no partial file, temp files cleane
   // Kill it once it has stored a few pages and while a write is under way: killed between writes,
   // "no partial file" and "temp files cleaned on restart" would hold without testing anything.
   await waitFor(async () => (await listFiles(root)).length >= 3, 20_000, 'a few pages to be stored');
-  const leftover = await killMidWrite(app, root, 20_000);
+  const leftover = await killMidWrite(app.child, path.join(root, '.prerender', 'tmp'));
   stop = true;
   await load;
   await allStoredComplete(root);
