@@ -142,7 +142,6 @@ async function main(): Promise<void> {
   process.send({ type: 'listening', port: (server.address() as AddressInfo).port });
 }
 
-
 /** The app process as the bench sees it. */
 export interface BurstApp {
   port: number;
