@@ -7,8 +7,14 @@
  *    renders on every request (fixtures/site/posts.ts; its render cost is measured and shown), and for
  *    a constant page the app answers from memory, the least a hit can save (no goal);
  * c. the app wrapped by the middleware, every request a miss that is captured and stored (durable:
- *    true), vs the bare app, both requested directly (goal: >= 0.9x): what the capture costs a render.
- *    For the posts, wrk cycles through all of them, so each request is a different page.
+ *    true), vs the bare app, both requested directly: what the capture costs a render. For the posts,
+ *    wrk cycles through all of them, so each request is a different page from the one before (goal
+ *    >= 0.9x); but a post comes round again within the coalescing linger, so some are answered from
+ *    memory. The issue-15 figure (throughput >= 0.95x, p99 <= 1.5x) uses a new path for every request
+ *    (`/p/<n>`, ~19 KB, bench/burst-app.ts), with each app in a child process of its own.
+ *
+ * HITS_CASES=c (any of the letters a, b, c; default all) runs only those cases, so the miss path can be
+ * measured without the minutes of valgrind that case a' takes.
  *
  * Each side is checked before it is measured (status, body, X-Cache), and a wrk run with any non-2xx
  * response is an error rather than a figure. The two sides of a comparison take turns (A B, B A, ...,
@@ -23,6 +29,7 @@ import { pages, siteHandler, type Page } from '../fixtures/site/app.js';
 import { POST_COUNT, postPath, renderPost } from '../fixtures/site/posts.js';
 import type * as Prerender from '../src/index.js';
 import { removeDir, request, startNginx, startServer, tempDir, type Nginx, type Reply, type Server } from '../test/helpers.js';
+import { burstPage, PAGE_BYTES, startBurstApp, type BurstApp } from './burst-app.js';
 import { execBounded, median, within, withCleanup } from './exec.js';
 import { hitCostUnavailable, hitCosts, type CostedPage } from './hit-cost.js';
 import type { BenchRow } from './report.js';
@@ -45,6 +52,16 @@ const CYCLE_POSTS = `local i = 0
 request = function()
   i = i % ${POST_COUNT} + 1
   return wrk.format(nil, "/posts/" .. i)
+end
+`;
+/**
+ * A path never asked for before, every request: the start comes from the clock so that the turns of
+ * one run (seconds apart) do not meet, and stays below 1e10 so Lua prints it as an integer.
+ */
+const NEW_PATHS = `local i = (os.time() % 100000) * 100000
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/p/" .. i)
 end
 `;
 
@@ -82,6 +99,8 @@ interface Comparison {
   baseline: Measured;
   /** Undefined for a figure shown for context only. */
   goal: number | undefined;
+  /** When set, the ratio of p99 latencies (subject / baseline) is shown too, against `goal` if any. */
+  p99?: { goal: number | undefined };
   note?: string;
 }
 
@@ -100,7 +119,16 @@ interface Rig {
   cycleScript: string;
 }
 
+/** Which of the cases a, b, c to run (HITS_CASES); all by default. */
+function selectedCases(): Set<string> {
+  const letters = (process.env.HITS_CASES ?? 'abc').toLowerCase();
+  const unknown = [...letters].filter((letter) => !'abc'.includes(letter));
+  if (unknown.length > 0 || letters === '') throw new Error(`${BENCH}: HITS_CASES must be letters among a, b, c; got ${JSON.stringify(letters)}`);
+  return new Set(letters);
+}
+
 export async function run(): Promise<BenchRow[]> {
+  const cases = selectedCases();
   return withCleanup(async (defer) => {
     const rig = await setUp(defer);
     const comparisons: Comparison[] = [];
@@ -108,27 +136,41 @@ export async function run(): Promise<BenchRow[]> {
     const post = postPage(RENDERED);
     const renderUs = renderMicroseconds();
     const renderNote = `a ${(post.body.length / 1024).toFixed(1)} KiB page the app renders in ${renderUs.toFixed(0)} µs (in-process, mean)`;
-    for (const target of HIT_PAGES) {
-      const page = pageAt(target);
-      const [hit, plain] = await measurePair(hitSide(rig, page), plainSide(rig, page));
-      comparisons.push({ label: `a ${target}: generated config / plain nginx`, subject: hit, baseline: plain, goal: 0.95 });
+    if (cases.has('a')) {
+      for (const target of HIT_PAGES) {
+        const page = pageAt(target);
+        const [hit, plain] = await measurePair(hitSide(rig, page), plainSide(rig, page));
+        comparisons.push({ label: `a ${target}: generated config / plain nginx`, subject: hit, baseline: plain, goal: 0.95 });
+      }
     }
-    // The hit and the app behind nginx take turns, as in a, so drift between runs hits both alike.
-    const [postHit, postProxied] = await measurePair(hitSide(rig, post), proxiedSide(rig, post));
-    comparisons.push({ label: `b ${post.path}: hit / app behind nginx`, subject: postHit, baseline: postProxied, goal: 20, note: renderNote });
-    const [aboutHit, aboutProxied] = await measurePair(hitSide(rig, about), proxiedSide(rig, about));
-    comparisons.push({
-      label: 'b /about: hit / app behind nginx', subject: aboutHit, baseline: aboutProxied, goal: undefined,
-      note: 'a constant page the app answers from memory: the least a hit can save',
-    });
-    const [capturedPosts, barePosts] = await measurePair(capturedSide(rig, post, true), bareSide(rig, post, true));
-    comparisons.push({ label: `c /posts/*: app+middleware (miss) / app alone`, subject: capturedPosts, baseline: barePosts, goal: 0.9, note: `${POST_COUNT} distinct posts; ${renderNote}` });
-    const [captured, bare] = await measurePair(capturedSide(rig, about, false), bareSide(rig, about, false));
-    comparisons.push({ label: 'c /about: app+middleware (miss) / app alone', subject: captured, baseline: bare, goal: undefined, note: 'a constant page: what the capture costs next to a render of nothing' });
+    if (cases.has('b')) {
+      // The hit and the app behind nginx take turns, as in a, so drift between runs hits both alike.
+      const [postHit, postProxied] = await measurePair(hitSide(rig, post), proxiedSide(rig, post));
+      comparisons.push({ label: `b ${post.path}: hit / app behind nginx`, subject: postHit, baseline: postProxied, goal: 20, note: renderNote });
+      const [aboutHit, aboutProxied] = await measurePair(hitSide(rig, about), proxiedSide(rig, about));
+      comparisons.push({
+        label: 'b /about: hit / app behind nginx', subject: aboutHit, baseline: aboutProxied, goal: undefined,
+        note: 'a constant page the app answers from memory: the least a hit can save',
+      });
+    }
+    if (cases.has('c')) {
+      const [capturedPosts, barePosts] = await measurePair(capturedSide(rig, post, true), bareSide(rig, post, true));
+      comparisons.push({
+        label: `c /posts/*: app+middleware (miss) / app alone`, subject: capturedPosts, baseline: barePosts, goal: 0.9, p99: { goal: undefined },
+        note: `${POST_COUNT} distinct posts; ${renderNote}`,
+      });
+      const [fresh, alone] = await newPathPair(rig, defer);
+      comparisons.push({
+        label: 'c /p/<new>: app+middleware (miss) / app alone, each in a child process', subject: fresh, baseline: alone, goal: 0.95, p99: { goal: 1.5 },
+        note: `a new ${(PAGE_BYTES / 1024).toFixed(0)} KiB page every request; createCache({ root }) defaults`,
+      });
+      const [captured, bare] = await measurePair(capturedSide(rig, about, false), bareSide(rig, about, false));
+      comparisons.push({ label: 'c /about: app+middleware (miss) / app alone', subject: captured, baseline: bare, goal: undefined, note: 'a constant page: what the capture costs next to a render of nothing' });
+    }
     return [
       { bench: BENCH, case: `render ${post.path} in the app`, value: renderUs, unit: 'µs', note: 'mean of 2,000 renders after 500 warm-up, in the bench process' },
       ...rows(comparisons),
-      ...(await costRows(rig)),
+      ...(cases.has('a') ? await costRows(rig) : []),
     ];
   });
 }
@@ -317,6 +359,46 @@ function capturedSide(rig: Rig, page: Page, cycle: boolean): Side {
   };
 }
 
+/** Case c with a new path every request: the middleware app and the bare app, each in its own process. */
+async function newPathPair(rig: Rig, defer: (cleanup: () => Promise<void>) => void): Promise<[Measured, Measured]> {
+  const script = path.join(rig.cacheDir, '..', `${path.basename(rig.cacheDir)}-new-paths.lua`);
+  await fs.writeFile(script, NEW_PATHS);
+  defer(() => fs.rm(script, { force: true }));
+  const roots = await tempDir('prerender-bench-new-paths-');
+  defer(() => removeDir(roots));
+  const cached = await startBurstApp('middleware', path.join(roots, 'cache'));
+  defer(() => cached.stop());
+  const alone = await startBurstApp('alone', path.join(roots, 'unused'));
+  defer(() => alone.stop());
+  return measurePair(newPathSide(cached, 'app+middleware, miss (defaults)', script, true), newPathSide(alone, 'app alone', script, false));
+}
+
+function newPathSide(app: BurstApp, what: string, script: string, captured: boolean): Side {
+  let storedBefore = 0;
+  const side: Side = {
+    label: `/p/<new> ${what}`,
+    url: `http://127.0.0.1:${app.port}/p/0`,
+    script,
+    async check() {
+      const reply = await request(app.port, '/p/1');
+      if (reply.status !== 200 || !reply.body.equals(burstPage(1))) throw new Error(`${BENCH}: ${what} /p/1: status ${reply.status}, ${reply.body.length} bytes`);
+    },
+  };
+  if (!captured) return side;
+  return {
+    ...side,
+    async ready() {
+      // Stores left from the warm-up or the turn before are drained first, so this turn is not charged for them.
+      storedBefore = (await app.idle()).stored;
+    },
+    async after(segment) {
+      const started = performance.now();
+      const { stored } = await app.idle();
+      return `${stored - storedBefore} of ${segment.requests} stored, drained ${((performance.now() - started) / 1000).toFixed(1)} s after`;
+    },
+  };
+}
+
 function bareSide(rig: Rig, page: Page, cycle: boolean): Side {
   return {
     label: `${cycle ? '/posts/*' : page.path} app alone`,
@@ -414,8 +496,22 @@ function rows(comparisons: readonly Comparison[]): BenchRow[] {
     const verdict = comparison.goal === undefined ? 'no goal' : `goal >= ${comparison.goal}x: ${ratio >= comparison.goal ? 'met' : 'NOT met'}`;
     const spread = `median of ${turns.length} turns (${turns.map((r) => r.toFixed(2)).join(', ')}); all requests pooled: ${pooled.toFixed(2)}x`;
     out.push({ bench: BENCH, case: `ratio ${comparison.label}`, value: ratio, unit: 'x', note: [verdict, spread, comparison.note].filter(Boolean).join('; ') });
+    if (comparison.p99 !== undefined) out.push(p99Row(comparison, comparison.p99.goal));
   }
   return out;
+}
+
+/** Turn by turn, as the throughput ratio: a burst of other load spoils one turn's p99, not the figure. */
+function p99Row(comparison: Comparison, goal: number | undefined): BenchRow {
+  const turns = comparison.subject.segments.map((run, i) => {
+    const other = comparison.baseline.segments[i];
+    return other === undefined ? Number.NaN : run.p99Ms / other.p99Ms;
+  });
+  const ratio = median(turns);
+  return {
+    bench: BENCH, case: `ratio ${comparison.label}: p99`, value: ratio, unit: 'x',
+    note: `${goal === undefined ? 'no goal' : `goal <= ${goal}x: ${ratio <= goal ? 'met' : 'NOT met'}`}; median of ${turns.length} turns (${turns.map((r) => r.toFixed(2)).join(', ')})`,
+  };
 }
 
 function sideRows(measured: Measured): BenchRow[] {

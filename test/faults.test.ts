@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
-import { listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
+import { killMidWrite, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, sleep, startNginx, startServer, tempDir, waitFor } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -313,17 +313,16 @@ processes('SIGKILL while writing large pages: no partial file, temp files cleane
   const load = Promise.all(Array.from({ length: 4 }, async () => {
     while (!stop) await request(app.port, `/page/3000000/k${i++}`).catch(() => undefined);
   }));
-  // Kill it mid-stream once it has stored a few pages (the pace depends on the machine's load).
+  // Kill it once it has stored a few pages and while a write is under way: killed between writes,
+  // "no partial file" and "temp files cleaned on restart" would hold without testing anything.
   await waitFor(async () => (await listFiles(root)).length >= 3, 20_000, 'a few pages to be stored');
-  await sleep(150);
-  app.child.kill('SIGKILL');
-  await app.exited;
+  const leftover = await killMidWrite(app.child, path.join(root, '.prerender', 'tmp'));
   stop = true;
   await load;
   await allStoredComplete(root);
   const restarted = await startApp(root);
   try {
-    await waitFor(async () => (await tempFiles(root)).length === 0, 5000, 'temp files of the killed app to be removed');
+    await waitFor(async () => (await tempFiles(root)).length === 0, 5000, `temp files of the killed app (${leftover.join(', ')}) to be removed`);
     const index = new CacheRoot(root);
     const tagged = await index.tags.files('size:3000000');
     const onDisk = await listFiles(root);
@@ -378,15 +377,17 @@ processes('SIGKILL while writing large pages: no partial file, temp files cleane
   }
 });
 
+// How long the other requests took and how much memory grew are figures of bench/burst.bench.ts
+// (case d), not limits here: on a loaded machine a time limit fails for reasons of its own.
 processes('a client reading 1 KB/s neither holds other requests back nor makes the middleware buffer the body', async () => {
   const dir = await tempDir();
   const root = path.join(dir, 'cache');
   const cache = createCache({ root, log: () => undefined, maxBodyBytes: 256 * 1024 * 1024 });
   const total = 64 * 1024 * 1024;
+  let sent = 0;
   const app = await startServer(cache.wrap((req, res) => {
     if (req.url !== '/huge') return pageHandler(req, res);
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Content-Length': String(total) });
-    let sent = 0;
     const chunk = Buffer.alloc(64 * 1024, 0x61);
     const next = (): void => {
       while (sent < total && !res.destroyed) {
@@ -397,26 +398,24 @@ processes('a client reading 1 KB/s neither holds other requests back nor makes t
     };
     next();
   }));
-  const before = process.memoryUsage();
   const slow = net.connect(app.port, '127.0.0.1');
   try {
     await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
     slow.pause();
     slow.write('GET /huge HTTP/1.1\r\nHost: x\r\n\r\n');
     const reader = setInterval(() => slow.read(1024), 1000);
-    await sleep(1500);
-    const timings: number[] = [];
+    await waitFor(() => sent > 0, 10_000, 'the huge response to start');
     for (let i = 0; i < 20; i++) {
-      const started = Date.now();
       const reply = await request(app.port, `/page/2000/other${i}`);
-      timings.push(Date.now() - started);
       assert.is(reply.status, 200);
+      assert.ok(isComplete(reply.body, 2000), `other request ${i} is whole`);
     }
-    const after = process.memoryUsage();
     clearInterval(reader);
-    const grown = (after.arrayBuffers + after.heapUsed - before.arrayBuffers - before.heapUsed) / 1024 / 1024;
-    assert.ok(Math.max(...timings) < 1000, `other requests were served promptly: ${Math.max(...timings)} ms`);
-    assert.ok(grown < 24, `memory grew by ${grown.toFixed(1)} MB while a 64 MB body was in flight`);
+    // Served while the huge response was still in flight, so they did not wait for it; and the
+    // handler was held back by the slow socket (backpressure reached it through the middleware), so
+    // nothing queued the body in memory: the socket buffers hold a few MB, the body is 64.
+    process.stdout.write(` [${(sent / 1024 / 1024).toFixed(1)} MB written to the slow client] `);
+    assert.ok(sent < total / 4, `the handler wrote ${sent} of ${total} bytes to a client that read a few KB`);
   } finally {
     slow.destroy();
     await app.close();
@@ -451,29 +450,20 @@ processes('a fast client of a 256 MB body: the copy streams to disk or is droppe
     };
     next();
   }));
-  // The client is another process, so its buffers are not counted here.
+  // A client in another process, as in production. The peak of this process's buffers meanwhile is a
+  // figure of bench/burst.bench.ts (case e), not a limit here.
   const client = spawn(process.execPath, ['-e', `require('http').get('${app.url}/big', (r) => { let n = 0; r.on('data', (c) => { n += c.length; }); r.on('end', () => process.stdout.write(String(n))); })`]);
   let received = '';
   client.stdout.on('data', (chunk: Buffer) => {
     received += chunk.toString();
   });
-  const baseline = process.memoryUsage().arrayBuffers;
-  let peak = 0;
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().arrayBuffers - baseline);
-  }, 10);
   try {
     await new Promise((resolve) => client.once('close', resolve));
   } finally {
-    clearInterval(sampler);
     await app.close();
     await cache.idle();
   }
   assert.is(Number(received), total, 'the client got the whole body');
-  const peakMb = peak / 1024 / 1024;
-  // Garbage counts until V8 collects it (it does so past ~64 MB of external memory); a body held
-  // whole would be 256 MB on top.
-  assert.ok(peakMb < 160, `buffers peaked ${peakMb.toFixed(0)} MB above the start while 256 MB went through`);
   const stored = path.join(root, 'big', 'index.html');
   if (existsSync(stored)) assert.is((await fs.stat(stored)).size, total, 'stored whole, if stored');
   assert.equal(await tempFiles(root), []);

@@ -432,10 +432,11 @@ outage('stores pause while Redis is away, agents reconnect without hanging, noth
   await waitFor(async () => (await readStatus(fleetDir(fleet.roots[0] as string)))?.redis === 'down', 5_000, 'the agent to say Redis is down');
 
   await fleet.redis.restart();
-  const reconnectedAt = Date.now();
   for (let page = 10; page < 20; page++) await publishPurge(fleet.link, { paths: [`/p${page}`] });
-  await publishPurge(fleet.link, { tags: ['t1'] }, { waitMs: 15_000 });
-  assert.ok(Date.now() - reconnectedAt < 15_000);
+  // publishPurge throws when its wait runs out; what must hold is that both agents, caught up after
+  // the outage, applied it (a host that died would not be waited for, so name them).
+  const caughtUp = await publishPurge(fleet.link, { tags: ['t1'] }, { waitMs: 15_000 });
+  assert.equal(caughtUp.applied.sort(), ['host1', 'host2']);
   const expected: string[] = [];
   for (let page = 20; page < 40; page++) if (page % 4 !== 0 && page % 4 !== 1) expected.push(`p${page}/index.html`);
   for (const root of fleet.roots) assert.equal((await listFiles(root)).filter((file) => /^p\d/.test(file)), expected.sort(), root);

@@ -11,7 +11,7 @@ import { siteHandler } from '../fixtures/site/app.js';
 import { createCache, PrerenderError } from '../src/index.js';
 import { parseGlobArgument, urlPathsOf } from '../src/glob.js';
 import {
-  listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, sleep, startCachedSite, startServer,
+  Gate, listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startCachedSite, startServer,
   stopCachedSite, tempDir, type CachedSite,
 } from './helpers.js';
 
@@ -148,26 +148,24 @@ inflight('a render that started before a glob purge does not store its page', as
   const dir = await tempDir();
   const root = path.join(dir, 'cache');
   const cache = createCache({ root, log: () => undefined });
-  let release: () => void = () => undefined;
-  const rendering = new Promise<void>((resolve) => {
-    release = resolve;
-  });
+  const gate = new Gate();
   const app = await startServer(cache.wrap((req: IncomingMessage, res: ServerResponse) => {
     const send = () => {
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
       res.end(`<p>${req.url}</p>`);
     };
-    if (req.url === '/news/slow') void rendering.then(send);
+    if (req.url === '/news/slow') void gate.pass().then(send);
     else send();
   }));
   try {
     await request(app.port, '/news/old');
     await cache.idle();
     const slow = request(app.port, '/news/slow');
-    await sleep(50);
+    // The render must have begun before the purge, or a stored page would be right, not a failure.
+    await gate.entered;
     const result = await cache.purge({ glob: '/news/*' });
     assert.equal(result.removed, ['news/old/index.html']);
-    release();
+    gate.release();
     assert.is((await slow).status, 200);
     await cache.idle();
     assert.equal(await listFiles(root), [], 'the in-flight render read old data: not stored');

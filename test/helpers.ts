@@ -374,6 +374,39 @@ export async function stopCachedSite(site: Partial<CachedSite>): Promise<void> {
   if (site.dir !== undefined) await removeDir(site.dir);
 }
 
+/**
+ * SIGKILLs `child` while it is provably mid-write: it is frozen (SIGSTOP) until it is caught with a
+ * file in `tempDir` (a write begun, not yet renamed into place), then killed frozen. A kill after a
+ * fixed sleep may land between writes, and every "nothing partial is left" check after it would then
+ * pass without testing anything. Resolves, once the child has exited, to the temp files it left.
+ * `existing`: temp files there before the child started (an earlier process's), which prove nothing.
+ */
+export async function killMidWrite(child: ChildProcess, tempDir: string, options: { limitMs?: number; existing?: readonly string[] } = {}): Promise<string[]> {
+  const limitMs = options.limitMs ?? 20_000;
+  const existing = new Set(options.existing ?? []);
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    child.kill('SIGSTOP');
+    const temps = (await fs.readdir(tempDir).catch(() => [] as string[])).filter((name) => !existing.has(name));
+    if (temps.length > 0) {
+      child.kill('SIGKILL');
+      await exited;
+      return temps;
+    }
+    child.kill('SIGCONT');
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`no write was under way in ${tempDir} within ${limitMs} ms`);
+    }
+    await sleep(5);
+  }
+}
+
 /** Holds a handler mid-render until the test releases it. */
 export class Gate {
   readonly entered: Promise<void>;

@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createCache, type Cache } from '../src/index.js';
-import { listFiles, rawStatus, removeDir, startServer, tempDir, type Server } from './helpers.js';
+import { listFiles, rawStatus, removeDir, setUpSuite, startServer, tempDir, type Server } from './helpers.js';
 
 interface Context {
   dir: string;
@@ -33,7 +33,7 @@ const canonical = ['%2e%2e/escape/index.html', '..\\escape/index.html', 'a/..\\.
 
 const hostile = suite<Context>('hostile request-targets straight to the app');
 
-hostile.before(async (context) => {
+setUpSuite(hostile, async (context) => {
   context.dir = await tempDir();
   context.root = path.join(context.dir, 'cache');
   // A sibling whose name shares the root's prefix: a bare startsWith(root) check would let it through.
@@ -45,11 +45,10 @@ hostile.before(async (context) => {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end(`<p>${req.url?.length}</p>`);
   }));
-});
-
-hostile.after(async (context) => {
-  await context.app.close();
-  await removeDir(context.dir);
+}, async (context) => {
+  // Set-up may have stopped part way: close only what it got to.
+  await context.app?.close();
+  if (context.dir !== undefined) await removeDir(context.dir);
 });
 
 hostile('no file is written outside the root or at a non-canonical path', async (context) => {

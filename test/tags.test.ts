@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
 import { purge } from '../src/purge.js';
-import { listFiles, removeDir, repoRoot, request, runCli, runNode, sleep, startServer, tempDir } from './helpers.js';
+import { killMidWrite, listFiles, removeDir, repoRoot, request, runCli, runNode, sleep, startServer, tempDir } from './helpers.js';
 
 interface Written {
   file: string;
@@ -88,12 +88,13 @@ killed('leaves no partial file, the index still reads, temp files are cleaned, l
   const dir = await tempDir();
   const root = path.join(dir, 'cache');
   try {
+    const tempDir = new CacheRoot(root).store.tempDir;
     for (let round = 0; round < 3; round++) {
+      const existing = await fs.readdir(tempDir).catch(() => [] as string[]);
       const child = spawn(process.execPath, ['--import', 'tsx', writerScript, root, `k${round}`, '20', '--loop'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
       await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-      await sleep(100 + round * 97);
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.once('close', resolve));
+      // Killed mid-write, provably: between writes, the checks below would pass having tested nothing.
+      await killMidWrite(child, tempDir, { existing });
     }
     for (const file of await listFiles(root)) {
       const content = await fs.readFile(path.join(root, file), 'latin1');

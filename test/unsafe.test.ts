@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import { invalidationTargets } from '../src/unsafe.js';
-import { nginxAvailable, request, setUpSuite, sleep, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
+import { Gate, nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -16,6 +16,8 @@ const host = 'www.example.com';
 
 interface Site extends CachedSite {
   version: number;
+  /** When set, a GET of /slow holds here after reading the version, until the test releases it. */
+  slowGate?: Gate | undefined;
 }
 
 /** GETs render the version; other methods answer with the status and headers the request's x- headers ask for. */
@@ -24,7 +26,7 @@ function app(site: Site) {
     const url = new URL(req.url ?? '/', 'http://x');
     if (req.method === 'GET') {
       const version = site.version;
-      if (url.pathname === '/slow') await sleep(400);
+      if (url.pathname === '/slow') await site.slowGate?.pass();
       res.writeHead(200, { 'Content-Type': html });
       res.end(`<p>${url.pathname} v${version}</p>`);
       return;
@@ -114,12 +116,18 @@ methods('Location and Content-Location: same-origin ones are invalidated, cross-
 
 methods('a render that started before the POST cannot store the old page after it', async (site) => {
   if (!hasNginx) return;
+  const gate = new Gate();
+  site.slowGate = gate;
+  const versionBefore = site.version;
   const slow = get(site, '/slow');
-  await sleep(100);
+  // The render has read the old data before the POST, and answers only after it: the race, every time.
+  await gate.entered;
   await send(site, 'POST', '/slow');
+  gate.release();
   const old = await slow;
+  site.slowGate = undefined;
   await site.cache.idle();
-  assert.match(old.body.toString(), /v\d+/);
+  assert.match(old.body.toString(), `v${versionBefore}<`, 'the render answered with the data from before the POST');
   const next = await get(site, '/slow');
   assert.is(next.headers['x-cache'], 'MISS', 'the render that read the old data was not stored');
 });

@@ -55,8 +55,16 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const log = options.log ?? (() => undefined);
   const dir = await tempDir('prerender-soak-');
   const root = path.join(dir, 'cache');
-  const app = await startApp(root);
-  const nginx = await startNginx({ root, upstream: `http://127.0.0.1:${app.port}` });
+  // A set-up step that throws undoes the ones before it: nothing left running, no temp dir behind.
+  const app = await startApp(root).catch(async (error: unknown) => {
+    await removeDir(dir);
+    throw error;
+  });
+  const nginx = await startNginx({ root, upstream: `http://127.0.0.1:${app.port}` }).catch(async (error: unknown) => {
+    await stopApp(app.child);
+    await removeDir(dir);
+    throw error;
+  });
   const report: SoakReport = {
     requests: 0, byKind: {}, errors: [], purges: 0, crawls: 0, rss: { early: 0, late: 0 }, fds: { early: 0, late: 0, start: 0, idle: 0 },
     files: 0, indexBytes: 0, unindexed: [], dangling: [], durationMs: 0,
