@@ -118,7 +118,8 @@ export function createCoalescer(options: CoalesceOptions): Coalescer {
   /** Hands the finished response to `waiters`, once the purge records say it is still current. */
   const serve = async (flight: Flight, waiters: Waiter[]): Promise<void> => {
     const done = flight.done;
-    if (done === undefined) return;
+    // Nobody waiting (most responses): whether it is still current is asked when someone comes.
+    if (done === undefined || waiters.length === 0) return;
     const expired = done.expiresAt !== null && done.expiresAt <= Date.now();
     const stale = expired || await options.stale(flight.host, flight.target, done.tags, flight.renderedAt).catch(() => true);
     if (stale && flights.get(flight.key) === flight) {

@@ -153,17 +153,20 @@ ${cookieTest}${hostTest}
     # /a, an HTML page, is the file a/index.html; /a.css is the file a.css. At most one of the two can
     # exist (the middleware never stores both), so the order of the lookups changes no answer, only
     # what a hit costs: each miss of try_files is a stat. Pages look up a/index.html first; names with
-    # a dot in their last segment, most likely files, look up the name first.
+    # a dot in their last segment, most likely files, look up the name first. A file try_files found
+    # and a purge deleted before nginx opened it is a miss, not a 404: error_page sends it to the app.
     location / {
         try_files $uri/index.html $uri @app;
         add_header X-Cache HIT;
         add_header Vary Accept-Encoding;
+        error_page 404 = @app;
     }
 
     location ~ "\\.[^/]+$" {
         try_files $uri $uri/index.html @app;
         add_header X-Cache HIT;
         add_header Vary Accept-Encoding;
+        error_page 404 = @app;
     }
 
     # try_files tests a name ending in / as a directory, and would then 403 on a directory that holds
@@ -172,6 +175,7 @@ ${cookieTest}${hostTest}
         try_files \${uri}index.html @app;
         add_header X-Cache HIT;
         add_header Vary Accept-Encoding;
+        error_page 404 = @app;
     }
 
     location @app {
