@@ -85,15 +85,7 @@ export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
   const probe = path.join(root.root, name);
   const canary = path.join(root.store.stateDir, `doctor-${randomBytes(6).toString('hex')}.txt`);
   const write = async (body: string): Promise<void> => {
-    const temp = root.store.openTemp();
-    try {
-      temp.write(Buffer.from(body));
-      await temp.finish(false);
-      await fs.rename(temp.path, probe);
-      temp.moved();
-    } finally {
-      await temp.discard();
-    }
+    await root.store.writeFile(name, body);
   };
   try {
     await write('prerender doctor probe v1');
@@ -139,7 +131,7 @@ export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
       });
     }
 
-    await fs.rm(probe, { force: true });
+    await root.store.unlinkFile(probe);
     if (served.ok) {
       const purged = await get(`/${name}`);
       add({
@@ -151,8 +143,7 @@ export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
     }
 
     // A canary in the state directory: if nginx hands it out, it would hand out the index and temp files.
-    await root.store.init();
-    await fs.writeFile(canary, 'prerender doctor canary.txt', { mode: 0o644 });
+    await root.store.writeFile(path.basename(canary), 'prerender doctor canary.txt', { state: true });
     const state = await get(`/${STATE_DIR}/${path.basename(canary)}`);
     add({
       check: `the state directory /${STATE_DIR}/ is denied`,
@@ -161,8 +152,8 @@ export async function doctor(options: DoctorOptions): Promise<DoctorCheck[]> {
       fix: `deny /${STATE_DIR}/ in nginx (\`location ^~ /${STATE_DIR}/ { return 404; }\`): it holds the index and temp files`,
     });
   } finally {
-    await fs.rm(probe, { force: true });
-    await fs.rm(canary, { force: true });
+    await root.store.unlinkFile(probe);
+    await root.store.unlinkFile(canary);
   }
   const fleetAgent = await agentCheck(options.root);
   if (fleetAgent !== undefined) add(fleetAgent);

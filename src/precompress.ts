@@ -57,11 +57,10 @@ export async function writeSiblings(store: Store, file: string, inode: number, m
       if (temp.bytes > stats.size * 0.9) continue;
       await temp.finish(false, mtime);
       const sibling = absolute + SUFFIX[encoding];
-      await fs.rename(temp.path, sibling);
-      temp.moved();
+      await store.placeSibling(temp, sibling);
       // A newer version may have replaced the file meanwhile; its writer makes its own siblings.
       if ((await fs.lstat(absolute).catch(() => undefined))?.ino !== inode) {
-        await fs.unlink(sibling).catch(() => undefined);
+        await store.unlinkFile(sibling).catch(() => undefined);
         return written;
       }
       written.push(encoding);

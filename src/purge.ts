@@ -4,11 +4,9 @@
  * create and nothing else. The invalidation is recorded before anything is selected, so a render that
  * started earlier cannot store its result afterwards (cache-root.ts).
  */
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import pLimit from 'p-limit';
 import type { CacheRoot } from './cache-root.js';
-import { PrerenderError, isErrno } from './errors.js';
+import { PrerenderError } from './errors.js';
 import { fetchPage, type PageOutcome } from './fetch-page.js';
 import { globFiles, parseGlobArgument, type GlobArgument } from './glob.js';
 import { parseOrigin } from './origin.js';
@@ -172,34 +170,9 @@ function encodePathForMapping(urlPath: string): string {
   return urlPath.replace(/[%?#]/g, (character) => `%${character.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-/**
- * Moves every top-level entry (and the index) aside into the state directory, then deletes it there:
- * nginx sees each subtree go at once, never a half-deleted one.
- */
-async function removeAll(root: CacheRoot): Promise<string[]> {
-  await root.store.init();
-  const trash = path.join(root.store.tempDir, `${process.pid}-trash-${Date.now()}`);
-  await fs.mkdir(trash);
-  const removed = await root.store.list();
-  // The index first, then the pages. A write that began after this purge (so may store) and lands in
-  // between is then whole either way: its page goes with the tree, or it is placed after the tree
-  // moved, and then its index records, taken with the index, are seen to be gone and written again
-  // (cache-root.ts, steps 5 and restoreMeta). The other order could take a new page's records with
-  // the index after that write had checked them, and leave the page unindexed.
-  for (const index of [root.store.metaDir, root.tags.dir]) {
-    await fs.rename(index, path.join(trash, `.${path.basename(index)}`)).catch(() => undefined);
-  }
-  for (const name of await fs.readdir(root.root)) {
-    if (name === path.basename(root.store.stateDir)) continue;
-    try {
-      await fs.rename(path.join(root.root, name), path.join(trash, name));
-    } catch (error) {
-      // Gone meanwhile (a path purge pruned its empty directory): nothing left to move.
-      if (!isErrno(error, 'ENOENT')) throw error;
-    }
-  }
-  await fs.rm(trash, { recursive: true, force: true });
-  return removed;
+/** Everything: the tree and the whole index (store.ts removeAll). */
+function removeAll(root: CacheRoot): Promise<string[]> {
+  return root.store.removeAll([root.tags.dir]);
 }
 
 /** A user-supplied path or absolute URL (its path as written), checked like a request path. */

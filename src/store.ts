@@ -202,16 +202,17 @@ export class Store {
     let removed = 0;
     for (const name of await fs.readdir(this.tempDir).catch(() => [] as string[])) {
       if (name.startsWith(`${process.pid}-${PROCESS_TAG}-`)) continue;
-      // The same pid with another tag is another process (another pid namespace, or this pid's earlier
-      // life): like any live pid, its files are left alone until they are old.
-      const parts = name.split('-');
-      // Names of three parts (`<pid>-trash-<ms>`, older temp names) are this host's.
-      const owner = parts.length >= 4 ? `${parts[0]}@${parts[2]}` : String(parts[0]);
+      // `<pid>-<process tag>-<host tag>-<counter>` (tempName). The same pid with another tag is another
+      // process (another pid namespace, or this pid's earlier life): like any live pid, its files are
+      // left alone until they are old. A name of another form is no process's: removed once old.
+      const [pid, , host] = name.split('-');
       const file = path.join(this.tempDir, name);
       const stats = await fs.stat(file).catch(() => undefined);
       if (stats === undefined) continue;
-      const foreign = parts.length >= 4 && parts[2] !== HOST_TAG;
-      if (mayBeAlive(owner) && Date.now() - stats.mtimeMs < (foreign ? FOREIGN_TEMP_MS : STALE_TEMP_MS)) continue;
+      const owned = host !== undefined && /^[0-9a-f]{8}$/.test(host);
+      const alive = owned && mayBeAlive(`${pid}@${host}`);
+      if (alive && Date.now() - stats.mtimeMs < (host !== HOST_TAG ? FOREIGN_TEMP_MS : STALE_TEMP_MS)) continue;
+      if (!owned && Date.now() - stats.mtimeMs < STALE_TEMP_MS) continue;
       await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);
     }
     return removed;
@@ -232,6 +233,7 @@ export class Store {
     return new TempFile(file, opening, this.io);
   }
 
+  /** A name in the temp directory that `removeStaleTemps` can tell is this process's. */
   private tempName(): string {
     return path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${HOST_TAG}-${++tempCounter}.tmp`);
   }
@@ -344,6 +346,79 @@ export class Store {
     // while the file is still this version: a newer one's siblings are its own.
     if (replacing && (await this.io.lstat(absolute))?.ino === staged.inode) await unlinkSiblings();
     return { stored: true, absolute, inode: staged.inode, replacedSiblings };
+  }
+
+  /**
+   * Writes a file named `name` (one segment) at the top of the tree, or of the state directory with
+   * `state`, through a temp file and a rename: for files prerender puts there outside the write path
+   * (doctor's probes). Resolves to its absolute path.
+   */
+  async writeFile(name: string, body: string, options: { state?: boolean } = {}): Promise<string> {
+    if (!/^[\w.-]+$/.test(name) || name.startsWith('.')) throw new Error(`${JSON.stringify(name)} is not a plain file name`);
+    await this.init();
+    const target = path.join(options.state === true ? this.stateDir : this.root, name);
+    const temp = this.openTemp();
+    try {
+      temp.write(Buffer.from(body));
+      await temp.finish(false);
+      await this.io.rename(temp.path, target);
+      temp.moved();
+      return target;
+    } finally {
+      await temp.discard();
+    }
+  }
+
+  /** Unlinks one file prerender put in the tree or its state directory; no error when it is gone. */
+  async unlinkFile(absolute: string): Promise<void> {
+    if (path.relative(this.root, absolute).startsWith('..')) throw new Error(`${absolute} is not under ${this.root}`);
+    await this.io.unlink(absolute).catch((error: unknown) => {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    });
+  }
+
+  /** Renames a finished temp file over a precompressed sibling of a stored file. */
+  async placeSibling(temp: TempFile, sibling: string): Promise<void> {
+    if (!SIBLING_SUFFIXES.some((suffix) => sibling.endsWith(suffix)) || path.relative(this.root, sibling).startsWith('..')) throw new Error(`${sibling} is not a sibling under ${this.root}`);
+    await this.io.rename(temp.path, sibling);
+    temp.moved();
+  }
+
+  /** Removes a meta record the sweep found stray (its file gone, or unreadable). */
+  async removeMetaRecord(metaPath: string): Promise<void> {
+    if (path.relative(this.metaDir, metaPath).startsWith('..')) throw new Error(`${metaPath} is not a meta record of ${this.root}`);
+    await fs.rm(metaPath, { force: true });
+  }
+
+  /**
+   * Removes the whole tree and `indexDirs` (the index): each is moved aside into the temp directory,
+   * then deleted there, so nginx sees each subtree go at once, never a half-deleted one. Resolves to
+   * the files that were stored.
+   */
+  async removeAll(indexDirs: readonly string[]): Promise<string[]> {
+    await this.init();
+    const trash = this.tempName();
+    await fs.mkdir(trash);
+    const removed = await this.list();
+    // The index first, then the pages. A write that began after this purge (so may store) and lands in
+    // between is then whole either way: its page goes with the tree, or it is placed after the tree
+    // moved, and then its index records, taken with the index, are seen to be gone and written again
+    // (commit.ts, steps 7 and restoreMeta). The other order could take a new page's records with
+    // the index after that write had checked them, and leave the page unindexed.
+    for (const index of [this.metaDir, ...indexDirs]) {
+      await fs.rename(index, path.join(trash, `.${path.basename(index)}`)).catch(() => undefined);
+    }
+    for (const name of await fs.readdir(this.root)) {
+      if (name === STATE_DIR) continue;
+      try {
+        await fs.rename(path.join(this.root, name), path.join(trash, name));
+      } catch (error) {
+        // Gone meanwhile (a path purge pruned its empty directory): nothing left to move.
+        if (!isErrno(error, 'ENOENT')) throw error;
+      }
+    }
+    await fs.rm(trash, { recursive: true, force: true });
+    return removed;
   }
 
   /** Removes a placed file again, only if it is still the inode `place` put there. */

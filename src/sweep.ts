@@ -39,12 +39,12 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
       const metaPath = path.join(root.store.metaDir, bucket, name);
       const meta = await readJson(metaPath);
       if (meta === undefined || typeof meta.file !== 'string') {
-        await fs.rm(metaPath, { force: true });
+        await root.store.removeMetaRecord(metaPath);
         result.orphans++;
       } else if (!(await root.store.exists(meta.file))) {
         // A writer records the meta just before renaming its file in; leave young ones alone.
         if (now - meta.storedAt > root.invalidations.maxRenderMs) {
-          await fs.rm(metaPath, { force: true });
+          await root.store.removeMetaRecord(metaPath);
           result.orphans++;
         }
       } else if (meta.expiresAt !== null && meta.expiresAt <= now) {
