@@ -19,6 +19,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
+import { inUse, ownedName, ownerOf } from './owner.js';
 import { isErrno } from './errors.js';
 import { DIR_MODE, RESERVE_FILE } from './store.js';
 import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
@@ -50,11 +51,10 @@ const RETAIN_PREFIX = 'retain-';
 const RETAIN_MAX_MS = 7 * 24 * 60 * 60 * 1000;
 /** How often a process renews its `retain-<ms>` file while it runs. */
 const RETAIN_RENEW_MS = 60 * 60 * 1000;
-/** `hold-<since>-<pid>-<n>`: journals from `since` on are kept while the file is there (see `hold`). */
+/** `hold-<since>-<owner>-hold-<n>`: journals from `since` on are kept while its owner holds it (see `hold`). */
 const HOLD_PREFIX = 'hold-';
 /** A hold older than this was left by a process that died: it no longer keeps anything. */
 const HOLD_MAX_MS = 24 * 60 * 60 * 1000;
-let holdCounter = 0;
 
 /** What one process has read of one bucket's journal. */
 interface Journal {
@@ -181,7 +181,7 @@ export class Invalidations {
    */
   async hold(since: number): Promise<() => Promise<void>> {
     await this.makeDir();
-    const file = path.join(this.dir, `${HOLD_PREFIX}${since}-${process.pid}-${++holdCounter}`);
+    const file = path.join(this.dir, `${HOLD_PREFIX}${since}-${ownedName('hold')}`);
     await fs.writeFile(file, '', { mode: 0o644, flag: 'wx' });
     return () => fs.rm(file, { force: true });
   }
@@ -211,13 +211,18 @@ export class Invalidations {
    */
   async prune(now = Date.now()): Promise<void> {
     const names = await fs.readdir(this.dir).catch(() => [] as string[]);
-    /** A marker's value while it is in force; a marker left unrenewed past `maxAgeMs` is deleted. */
+    /**
+     * A marker's value while it is in force; a marker left unrenewed past `maxAgeMs`, or a hold whose
+     * owner is gone (owner.ts), is deleted.
+     */
     const inForce = async (name: string, prefix: string, maxAgeMs: number): Promise<number | undefined> => {
-      const value = name.startsWith(prefix) ? Number(name.slice(prefix.length).split('-')[0]) : Number.NaN;
+      const [head, ...rest] = name.startsWith(prefix) ? name.slice(prefix.length).split('-') : [];
+      const value = Number(head);
       if (!Number.isSafeInteger(value)) return undefined;
       const renewed = (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
       if (renewed === undefined) return undefined;
-      if (now - renewed <= maxAgeMs) return value;
+      const alive = prefix === HOLD_PREFIX ? inUse(ownerOf(rest.join('-')), now - renewed, { maxAgeMs }) : now - renewed <= maxAgeMs;
+      if (alive) return value;
       await fs.rm(path.join(this.dir, name), { force: true });
       return undefined;
     };
@@ -234,11 +239,7 @@ export class Invalidations {
       if (!name.endsWith('.log')) continue;
       const bucket = Number(name.slice(0, -'.log'.length));
       if (!Number.isSafeInteger(bucket)) continue;
-      // By name; and by age, for journals named when buckets followed each process's maxRenderMs
-      // (their numbers run ahead of today's): a file not written to since before the oldest bucket kept
-      // holds only records older than that.
-      const written = bucket < oldest ? 0 : (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
-      if (written !== undefined && written < oldest * BUCKET_MS) {
+      if (bucket < oldest) {
         await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
         this.journals.delete(bucket);
       }

@@ -3,16 +3,16 @@
  * same file system (under the state directory, which nginx denies), written, fsynced, chmod 0644 and
  * renamed over the target, so nginx sees the old file or the new one and never a part.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
 import { fileIo, type FileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW } from './no-follow.js';
 import type { PageBody } from './page-body.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
+import { HOST_TAG, inUse, ownedName, ownerOf } from './owner.js';
 
 export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;
@@ -72,15 +72,6 @@ export interface StagedFile {
 /** `replacedSiblings`: the precompressed siblings the version it replaced had (and no longer has). */
 export type PlaceResult = { stored: true; absolute: string; inode: number; replacedSiblings: SiblingSuffix[] } | { stored: false; reason: string };
 
-let tempCounter = 0;
-/**
- * Temp names are `<pid>-<process tag>-<host tag>-<counter>.tmp`: the pid lets `removeStaleTemps` tell
- * a live writer's files; the process tag, drawn once, keeps two processes with the same pid apart; the
- * host tag (of the host name) tells files of another machine or container sharing the volume, whose
- * pids mean nothing here.
- */
-const PROCESS_TAG = randomBytes(4).toString('hex');
-export const HOST_TAG = createHash('sha1').update(os.hostname()).digest('hex').slice(0, 8);
 /**
  * Another host's temp files are removed only past this age: its processes cannot be asked whether
  * they are alive, and a write in flight is younger than maxRenderMs (10 minutes by default).
@@ -201,18 +192,10 @@ export class Store {
   async removeStaleTemps(): Promise<number> {
     let removed = 0;
     for (const name of await fs.readdir(this.tempDir).catch(() => [] as string[])) {
-      if (name.startsWith(`${process.pid}-${PROCESS_TAG}-`)) continue;
-      // `<pid>-<process tag>-<host tag>-<counter>` (tempName). The same pid with another tag is another
-      // process (another pid namespace, or this pid's earlier life): like any live pid, its files are
-      // left alone until they are old. A name of another form is no process's: removed once old.
-      const [pid, , host] = name.split('-');
       const file = path.join(this.tempDir, name);
       const stats = await fs.stat(file).catch(() => undefined);
       if (stats === undefined) continue;
-      const owned = host !== undefined && /^[0-9a-f]{8}$/.test(host);
-      const alive = owned && mayBeAlive(`${pid}@${host}`);
-      if (alive && Date.now() - stats.mtimeMs < (host !== HOST_TAG ? FOREIGN_TEMP_MS : STALE_TEMP_MS)) continue;
-      if (!owned && Date.now() - stats.mtimeMs < STALE_TEMP_MS) continue;
+      if (inUse(ownerOf(name), Date.now() - stats.mtimeMs, { maxAgeMs: STALE_TEMP_MS, foreignMaxAgeMs: FOREIGN_TEMP_MS })) continue;
       await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);
     }
     return removed;
@@ -233,9 +216,9 @@ export class Store {
     return new TempFile(file, opening, this.io);
   }
 
-  /** A name in the temp directory that `removeStaleTemps` can tell is this process's. */
+  /** A name in the temp directory that `removeStaleTemps` can tell is this process's (owner.ts). */
   private tempName(): string {
-    return path.join(this.tempDir, `${process.pid}-${PROCESS_TAG}-${HOST_TAG}-${++tempCounter}.tmp`);
+    return path.join(this.tempDir, `${ownedName('tmp')}.tmp`);
   }
 
   /** Absolute path of a root-relative file, or undefined when it cannot be stored there. */
@@ -703,6 +686,7 @@ async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
 
 /** `<pid>@<host tag>`: names a process in a way another host (container) can tell is not its own. */
 export const PROCESS_ID = `${process.pid}@${HOST_TAG}`;
+export { HOST_TAG };
 
 /**
  * Whether the process a PROCESS_ID names may still be running: by its pid on this host; another

@@ -16,7 +16,7 @@
  *   or compaction of that tag.
  * Files are recorded, not URLs: `/x/` and `/x/index.html` are one file, and one entry.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -24,11 +24,14 @@ import { crc32 } from 'node:zlib';
 import { isErrno } from './errors.js';
 import { fileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
-import { DIR_MODE, FILE_MODE, isAlive } from './store.js';
+import { DIR_MODE, FILE_MODE } from './store.js';
+import { OWNER, inUse, ownedName, ownerOf } from './owner.js';
 
 /** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */
 const COMPACT_BYTES = 256 * 1024;
 const ASIDE = '.aside';
+/** A compaction lock older than this is abandoned whoever holds it: compacting one log takes seconds. */
+const COMPACTION_MAX_MS = 10 * 60 * 1000;
 
 function hashName(value: string): string {
   return createHash('sha1').update(value).digest('hex');
@@ -37,7 +40,6 @@ function hashName(value: string): string {
 export class TagIndex {
   readonly dir: string;
   private readonly root: string;
-  private asideCounter = 0;
   private readonly compactedSizes = new Map<string, number>();
   private readonly noFollow: NoFollow;
 
@@ -144,7 +146,7 @@ export class TagIndex {
 
   private async takeLog(log: string): Promise<{ files: string[]; release: () => Promise<void> }> {
     if (!(await this.bucketFor(log, false))) return { files: [], release: async () => undefined };
-    const aside = `${log}.${process.pid}-${++this.asideCounter}-${randomBytes(3).toString('hex')}${ASIDE}`;
+    const aside = `${log}.${ownedName('aside')}${ASIDE}`;
     const taken: string[] = [];
     try {
       await fs.rename(log, aside);
@@ -215,11 +217,12 @@ export class TagIndex {
   async exclusively(log: string, task: () => Promise<void>): Promise<void> {
     const lock = `${log}.compacting`;
     try {
-      await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+      await fs.writeFile(lock, OWNER, { flag: 'wx' });
     } catch (error) {
       if (!isErrno(error, 'EEXIST')) throw error;
-      const owner = Number(await fs.readFile(lock, 'utf8').catch(() => ''));
-      if (isAlive(owner)) return;
+      const owner = ownerOf(await fs.readFile(lock, 'utf8').catch(() => ''));
+      const age = Date.now() - ((await fs.stat(lock).catch(() => undefined))?.mtimeMs ?? 0);
+      if (inUse(owner, age, { maxAgeMs: COMPACTION_MAX_MS })) return;
       await fs.rm(lock, { force: true });
       return this.exclusively(log, task);
     }

@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Invalidations } from '../src/invalidation.js';
 import { removeDir, tempDir } from './helpers.js';
+import { HOST_TAG } from '../src/owner.js';
 
 const concurrent = suite('invalidation checks running concurrently');
 
@@ -113,7 +114,7 @@ shared('a root reached through a symlink that switches trees (crawl --swap): the
   }
 });
 
-shared('a declaration nobody renewed for a week no longer keeps journals; journals of the old numbering go by age', async () => {
+shared('a declaration nobody renewed for a week no longer keeps journals', async () => {
   const dir = await tempDir();
   try {
     const root = path.join(dir, 'cache');
@@ -125,15 +126,30 @@ shared('a declaration nobody renewed for a week no longer keeps journals; journa
     await fs.utimes(path.join(gone.dir, `retain-${3 * HOUR}`), weekAgo, weekAgo);
     const pruner = new Invalidations(state, root, 50);
     await pruner.recordTags(['old'], now - 2 * HOUR);
-    // Named when a bucket was one maxRenderMs (60 s) long: its number is far ahead of today's buckets.
-    const oldNumbering = path.join(pruner.dir, `${Math.floor((now - 2 * HOUR) / 60_000)}.log`);
-    await fs.writeFile(oldNumbering, `\n${now - 2 * HOUR} tag "x"\n`);
-    const twoHoursAgo = new Date(now - 2 * HOUR);
-    await fs.utimes(oldNumbering, twoHoursAgo, twoHoursAgo);
     await pruner.recordTags(['recent'], now - 1000);
     await pruner.prune(now);
     assert.is(await journals(pruner), 1, 'only the recent journal is left');
     assert.equal((await fs.readdir(pruner.dir)).filter((name) => name.startsWith('retain-')), [], 'the stale declaration is gone');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+shared('a hold of a process that is gone keeps nothing', async () => {
+  const dir = await tempDir();
+  try {
+    const root = path.join(dir, 'cache');
+    const invalidations = new Invalidations(path.join(root, '.prerender'), root, 50);
+    const now = Date.now();
+    await invalidations.recordTags(['held'], now - 2 * HOUR);
+    await invalidations.prune(now);
+    assert.is(await journals(invalidations), 0, 'without a hold the journal goes');
+    await invalidations.recordTags(['held'], now - 2 * HOUR);
+    // A dead process of this host (pid 2^22 + 1 is above Linux's pid_max) held it.
+    await fs.writeFile(path.join(invalidations.dir, `hold-${now - 3 * HOUR}-4194305-00000000-${HOST_TAG}-hold-1`), '');
+    await invalidations.prune(now);
+    assert.is(await journals(invalidations), 0, 'a dead owner\'s hold keeps nothing');
+    assert.equal((await fs.readdir(invalidations.dir)).filter((name) => name.startsWith('hold-')), [], 'and it is removed');
   } finally {
     await removeDir(dir);
   }

@@ -6,13 +6,14 @@
  * - `agent.json`: the agent's heartbeat, read by the cache processes of the host (guard.ts) to decide
  *   whether they may store.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_DIR } from '../url-path.js';
 import { fileIo } from '../file-io.js';
 import { CREATE_NO_FOLLOW, UPDATE_NO_FOLLOW, ensureStateDirectory, readStateFile } from '../no-follow.js';
+import { ownedName } from '../owner.js';
 
 export const STATUS_FILE = 'agent.json';
 /**
@@ -165,7 +166,7 @@ export function storingVerdict(status: AgentStatus | undefined, now: number, max
 
 async function writeFileAtomic(dir: string, name: string, text: string, durable: boolean): Promise<void> {
   await ensureFleetDir(dir);
-  const temp = path.join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const temp = path.join(dir, `.${name}.${ownedName('tmp')}.tmp`);
   const handle = await fs.open(temp, CREATE_NO_FOLLOW, 0o644);
   try {
     await handle.writeFile(text);
