@@ -159,10 +159,17 @@ export async function run(): Promise<BenchRow[]> {
         label: `c /posts/*: app+middleware (miss) / app alone`, subject: capturedPosts, baseline: barePosts, goal: 0.9, p99: { goal: undefined },
         note: `${POST_COUNT} distinct posts; ${renderNote}`,
       });
-      const [fresh, alone] = await newPathPair(rig, defer);
+      const [fresh, alone] = await newPathPair(rig, defer, 'middleware');
       comparisons.push({
         label: 'c /p/<new>: app+middleware (miss) / app alone, each in a child process', subject: fresh, baseline: alone, goal: 0.95, p99: { goal: 1.5 },
         note: `a new ${(PAGE_BYTES / 1024).toFixed(0)} KiB page every request; createCache({ root }) defaults`,
+      });
+      // The floor under that goal: an app storing each response itself the cheapest way (temp file +
+      // rename, no fsync, no index), in its own process, against the same bare app.
+      const [plain, alonePlain] = await newPathPair(rig, defer, 'plain');
+      comparisons.push({
+        label: 'c /p/<new>: app writing each body itself (temp + rename) / app alone: the floor', subject: plain, baseline: alonePlain, goal: undefined, p99: { goal: undefined },
+        note: 'what storing every response costs an app at all, prerender or not',
       });
       const [captured, bare] = await measurePair(capturedSide(rig, about, false), bareSide(rig, about, false));
       comparisons.push({ label: 'c /about: app+middleware (miss) / app alone', subject: captured, baseline: bare, goal: undefined, note: 'a constant page: what the capture costs next to a render of nothing' });
@@ -360,17 +367,18 @@ function capturedSide(rig: Rig, page: Page, cycle: boolean): Side {
 }
 
 /** Case c with a new path every request: the middleware app and the bare app, each in its own process. */
-async function newPathPair(rig: Rig, defer: (cleanup: () => Promise<void>) => void): Promise<[Measured, Measured]> {
+async function newPathPair(rig: Rig, defer: (cleanup: () => Promise<void>) => void, mode: 'middleware' | 'plain'): Promise<[Measured, Measured]> {
   const script = path.join(rig.cacheDir, '..', `${path.basename(rig.cacheDir)}-new-paths.lua`);
   await fs.writeFile(script, NEW_PATHS);
   defer(() => fs.rm(script, { force: true }));
   const roots = await tempDir('prerender-bench-new-paths-');
   defer(() => removeDir(roots));
-  const cached = await startBurstApp('middleware', path.join(roots, 'cache'));
+  const cached = await startBurstApp(mode, path.join(roots, 'cache'));
   defer(() => cached.stop());
   const alone = await startBurstApp('alone', path.join(roots, 'unused'));
   defer(() => alone.stop());
-  return measurePair(newPathSide(cached, 'app+middleware, miss (defaults)', script, true), newPathSide(alone, 'app alone', script, false));
+  const what = mode === 'middleware' ? 'app+middleware, miss (defaults)' : 'app writing each body (temp + rename)';
+  return measurePair(newPathSide(cached, what, script, true), newPathSide(alone, 'app alone', script, false));
 }
 
 function newPathSide(app: BurstApp, what: string, script: string, captured: boolean): Side {
