@@ -4,6 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { siteHandler } from '../fixtures/site/app.js';
 import { listFiles, nginxAvailable, removeDir, runCli, startNginx, startServer, tempDir, type Server } from './helpers.js';
@@ -167,6 +168,36 @@ it('a host allowlist: blamed (not the root) without --host; every check passes w
     assert.equal(await listFiles(context.root), []);
   } finally {
     await nginx.stop();
+  }
+});
+
+it('a balancer in front of two nginx with different roots: "repeat hits come from disk" fails', async (context) => {
+  const other = path.join(context.dir, 'elsewhere');
+  await fs.mkdir(other, { mode: 0o755 });
+  const served = await startNginx({ root: context.root, upstream: context.app.url });
+  const elsewhere = await startNginx({ root: other, upstream: context.app.url });
+  // Round robin: the probe's first request reaches the nginx serving the root, its second the other.
+  let turn = 0;
+  const balancer = await startServer((req, res) => {
+    const port = turn++ % 2 === 0 ? served.port : elsewhere.port;
+    const upstream = http.request({ host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers }, (reply) => {
+      res.writeHead(reply.statusCode ?? 502, reply.headers);
+      reply.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  try {
+    const { code, report } = await run(context, balancer.url);
+    assert.is(code, 1);
+    assert.ok(report.checks.find((c) => c.check === 'nginx serves files stored in the root')?.ok, 'the first request was a disk hit');
+    const repeat = report.checks.find((c) => c.check === 'repeat hits come from disk');
+    assert.ok(repeat !== undefined && !repeat.ok, JSON.stringify(report.checks));
+    assert.match(repeat?.fix ?? '', 'different roots');
+  } finally {
+    await balancer.close();
+    await served.stop();
+    await elsewhere.stop();
   }
 });
 
