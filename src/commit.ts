@@ -37,6 +37,8 @@ export type CommitStep = typeof COMMIT_STEPS[number];
  */
 export type CommitHook = (step: CommitStep, files: readonly string[], root: string) => void | Promise<void>;
 
+/** Batches written at once. */
+const BATCHES_IN_FLIGHT = 2;
 /** Pages a batch takes at most; a burst larger than this is written as several batches. */
 const MAX_BATCH_PAGES = 256;
 /** Body bytes a batch takes at most (a batch always takes its first page, whatever its size). */
@@ -59,18 +61,14 @@ interface Pending {
 export class GroupCommit {
   private readonly root: CacheRoot;
   private queue: Pending[] = [];
-  private draining = false;
+  /** Files of the batches being written: a later page for one of them waits for the next batch. */
+  private readonly writing = new Set<string>();
+  private batches = 0;
+  private scheduled = false;
 
   constructor(root: CacheRoot) {
     this.root = root;
   }
-
-  /** Pages submitted and not yet settled, this batch's included. */
-  get pending(): number {
-    return this.queue.length + this.inBatch;
-  }
-
-  private inBatch = 0;
 
   /**
    * Stores `body` as `meta.file` in a coming batch. The body is discarded (its bytes given back to
@@ -79,40 +77,55 @@ export class GroupCommit {
   submit(body: PageBody, meta: EntryMeta): Promise<CommitResult> {
     return new Promise<CommitResult>((resolve, reject) => {
       this.queue.push({ body, meta, resolve, reject });
-      if (this.draining) return;
-      this.draining = true;
+      if (this.scheduled) return;
+      this.scheduled = true;
       // After the current turn of the event loop: pages finishing together go in one batch.
-      setImmediate(() => void this.drain());
+      setImmediate(() => {
+        this.scheduled = false;
+        this.pump();
+      });
     });
   }
 
-  private async drain(): Promise<void> {
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.take();
-        this.inBatch = batch.length;
-        await commitBatch(this.root, batch);
-        this.inBatch = 0;
-      }
-    } finally {
-      this.draining = false;
+  /**
+   * Starts batches while fewer than BATCHES_IN_FLIGHT run: while one waits at a step for its slowest
+   * file, the other keeps the file system busy.
+   */
+  private pump(): void {
+    while (this.batches < BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      const batch = this.take();
+      if (batch.length === 0) return;
+      this.batches++;
+      for (const page of batch) this.writing.add(page.meta.file);
+      void commitBatch(this.root, batch).finally(() => {
+        this.batches--;
+        for (const page of batch) this.writing.delete(page.meta.file);
+        this.pump();
+      });
     }
   }
 
-  /** The next batch: in submission order, and never two pages for one file (the later waits its turn). */
+  /**
+   * The next batch: in submission order, and never two pages for one file in batches at once (the
+   * later waits its turn, so the last submitted wins).
+   */
   private take(): Pending[] {
     const batch: Pending[] = [];
-    const files = new Set<string>();
-    let bytes = 0;
     const rest: Pending[] = [];
+    const taken = new Set<string>();
+    const held = new Set<string>();
+    let bytes = 0;
     for (const page of this.queue) {
+      const file = page.meta.file;
       const fits = batch.length < MAX_BATCH_PAGES && (batch.length === 0 || bytes + page.body.bytes <= MAX_BATCH_BYTES);
-      // A later page for a file already taken (or held back) waits, so the last submitted wins.
-      if (fits && !files.has(page.meta.file) && rest.every((held) => held.meta.file !== page.meta.file)) {
+      if (fits && !taken.has(file) && !held.has(file) && !this.writing.has(file)) {
         batch.push(page);
-        files.add(page.meta.file);
+        taken.add(file);
         bytes += page.body.bytes;
-      } else rest.push(page);
+      } else {
+        rest.push(page);
+        held.add(file);
+      }
     }
     this.queue = rest;
     return batch;

@@ -13,6 +13,7 @@ import path from 'node:path';
 import polka from 'polka';
 import { createCache, type Cache, type CacheEvent } from '../src/index.js';
 import { listFiles, removeDir, request, sleep, startServer, tempDir, waitFor } from './helpers.js';
+import { HOST_TAG } from '../src/owner.js';
 
 interface Context {
   dir: string;
@@ -311,14 +312,16 @@ wrap('stale temp files of dead processes are removed at start; live ones stay', 
   const tmp = path.join(context.root, '.prerender', 'tmp');
   await context.cache.idle();
   await waitFor(() => existsSync(tmp), 2000, 'state dir');
-  const deadPid = 2 ** 22 + 17;
-  await fs.writeFile(path.join(tmp, `${deadPid}-1-abcd.tmp`), 'partial');
-  await fs.writeFile(path.join(tmp, `${process.ppid}-1-abcd.tmp`), 'in progress elsewhere');
+  // Named as owner.ts names what a process owns: <pid>-<process tag>-<host tag>-<kind>-<n>.
+  const dead = `${2 ** 22 + 17}-0000abcd-${HOST_TAG}-tmp-1.tmp`;
+  const live = `${process.ppid}-0000abcd-${HOST_TAG}-tmp-1.tmp`;
+  await fs.writeFile(path.join(tmp, dead), 'partial');
+  await fs.writeFile(path.join(tmp, live), 'in progress elsewhere');
   const again = createCache({ root: context.root });
   const app = await startServer(again.wrap((req, res) => res.end()));
   try {
-    await waitFor(async () => !(await fs.readdir(tmp)).includes(`${deadPid}-1-abcd.tmp`), 3000, 'stale temp removal');
-    assert.equal(await fs.readdir(tmp), [`${process.ppid}-1-abcd.tmp`]);
+    await waitFor(async () => !(await fs.readdir(tmp)).includes(dead), 3000, 'stale temp removal');
+    assert.equal(await fs.readdir(tmp), [live]);
   } finally {
     await app.close();
   }
