@@ -37,8 +37,11 @@ export type CommitStep = typeof COMMIT_STEPS[number];
  */
 export type CommitHook = (step: CommitStep, files: readonly string[], root: string) => void | Promise<void>;
 
-/** Batches written at once. */
-const BATCHES_IN_FLIGHT = 2;
+/**
+ * Batches written at once. One: a second batch beside it measured no faster for a burst and splits a
+ * crawl's few pages in flight into smaller batches, each with a flush of its own.
+ */
+const BATCHES_IN_FLIGHT = 1;
 /** Pages a batch takes at most; a burst larger than this is written as several batches. */
 const MAX_BATCH_PAGES = 256;
 /** Body bytes a batch takes at most (a batch always takes its first page, whatever its size). */
@@ -87,10 +90,7 @@ export class GroupCommit {
     });
   }
 
-  /**
-   * Starts batches while fewer than BATCHES_IN_FLIGHT run: while one waits at a step for its slowest
-   * file, the other keeps the file system busy.
-   */
+  /** Starts batches while fewer than BATCHES_IN_FLIGHT run. */
   private pump(): void {
     while (this.batches < BATCHES_IN_FLIGHT && this.queue.length > 0) {
       const batch = this.take();
