@@ -1,7 +1,7 @@
 /**
  * Crawl speed and memory, through the real CLI (bin/prerender.js, built dist/) in a child process:
  * a. 3,000 distinct pages of a few KB from a loopback nginx origin, `prerender crawl` against
- *    `wget2 -i` on the same URL list, both 8 at a time (goal: prerender faster, ratio < 1). Wall time
+ *    `wget2 -i` on the same URL list, both 8 at a time (goal: ratio <= 1.5). Wall time
  *    includes each program's start-up; median of 5 runs each, taking turns.
  *    Also timed, taking turns with the two: a fresh node process that only fetches the same list 8 at
  *    a time and writes nothing, the floor under any crawler written for Node. And the system calls of
@@ -27,6 +27,8 @@ const BENCH = 'crawl';
 const PAGES = 3_000;
 const RUNS = 5;
 const CONCURRENCY = 8;
+/** Case a's goal: prerender takes at most this many times wget2's wall time. */
+const SPEED_GOAL = 1.5;
 const CASES = listFromEnv('BENCH_CRAWL_CASES', ['a', 'b']);
 const RSS_SIZES = listFromEnv('BENCH_CRAWL_SIZES', ['1000', '10000', '100000', '1000000']).map(Number);
 const RSS_CONCURRENCY = 16;
@@ -90,7 +92,7 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
     timeRow('prerender crawl', times.prerender),
     timeRow('wget2 -i', times.wget2),
     timeRow('node:http fetch only, nothing written', times['fetch only']),
-    { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal < 1 (faster than wget2): ${ratio < 1 ? 'met' : 'NOT met'}` },
+    { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal <= ${SPEED_GOAL}x (issue 15): ${ratio <= SPEED_GOAL ? 'met' : 'NOT met'}` },
     { bench: BENCH, case: 'ratio node:http fetch only/wget2', value: floorRatio, unit: 'x', note: 'no goal: a Node process that only fetches, against wget2 fetching and writing' },
     ...layout,
   ];
