@@ -12,7 +12,7 @@
  */
 import pLimit from 'p-limit';
 import type { CacheRoot } from './cache-root.js';
-import { fetchPage } from './fetch-page.js';
+import { fetchPage } from './crawl/fetch-page.js';
 import { targetFor } from './purge.js';
 
 /** Pages checked and removed at once (libuv's thread pool has 4 threads by default). */

@@ -1,8 +1,8 @@
 export * from './cache.js';
 export * from './errors.js';
-export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl.js';
-export { DEFAULT_SOURCE_LIMITS, type SourceLimits } from './source-limits.js';
-export { rollback, type Generations } from './generations.js';
+export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl/crawl.js';
+export { DEFAULT_SOURCE_LIMITS, type SourceLimits } from './crawl/source-limits.js';
+export { rollback, type Generations } from './crawl/swap.js';
 export * from './nginx-config.js';
 export { doctor, type DoctorCheck, type DoctorOptions } from './doctor.js';
 export { listEntries, type ListedEntry, type ListSummary } from './list.js';

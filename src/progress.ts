@@ -1,7 +1,7 @@
 /**
  * Crawl progress on stderr: a redrawn bar on a TTY, a plain line every few seconds otherwise (CI logs).
  */
-import type { CrawlProgress } from './crawl.js';
+import type { CrawlProgress } from './crawl/crawl.js';
 
 export interface ProgressOutput {
   write(text: string): void;

@@ -7,7 +7,7 @@
 import pLimit from 'p-limit';
 import type { CacheRoot } from './cache-root.js';
 import { PrerenderError } from './errors.js';
-import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { fetchPage, type PageOutcome } from './crawl/fetch-page.js';
 import { globFiles, parseGlobArgument, type GlobArgument } from './glob.js';
 import { parseOrigin } from './origin.js';
 import { normalizeTag } from './policy.js';

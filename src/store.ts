@@ -12,7 +12,7 @@ import { fileIo, type FileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW } from './no-follow.js';
 import type { PageBody } from './page-body.js';
 import { STATE_DIR, resolveInRoot } from './url-path.js';
-import { HOST_TAG, inUse, ownedName, ownerOf } from './owner.js';
+import { inUse, ownedName, ownerOf } from './owner.js';
 
 export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;
@@ -681,30 +681,6 @@ async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
       return;
     }
     current = path.dirname(current);
-  }
-}
-
-/** `<pid>@<host tag>`: names a process in a way another host (container) can tell is not its own. */
-export const PROCESS_ID = `${process.pid}@${HOST_TAG}`;
-export { HOST_TAG };
-
-/**
- * Whether the process a PROCESS_ID names may still be running: by its pid on this host; another
- * host's cannot be asked, so it counts as alive (callers age such records out instead).
- */
-export function mayBeAlive(processId: string): boolean {
-  const [pid, host] = processId.split('@');
-  if (host !== undefined && host !== HOST_TAG) return true;
-  return isAlive(Number(pid));
-}
-
-export function isAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return isErrno(error, 'EPERM');
   }
 }
 

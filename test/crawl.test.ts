@@ -12,9 +12,10 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { CacheRoot } from '../src/cache-root.js';
-import { HOST_TAG } from '../src/store.js';
-import { crawl } from '../src/index.js';
-import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
+import { HOST_TAG } from '../src/owner.js';
+import { crawl, type CrawlOptions } from '../src/index.js';
+import { OptionError } from '../src/options.js';
+import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -134,18 +135,31 @@ function originHandler(context: Context) {
   };
 }
 
+/** One origin a suite (its handler reads the context, which each test resets), and a fresh directory a test. */
+function setUpOrigin<T extends Context>(target: ReturnType<typeof suite<T>>, fresh: (context: T) => void): void {
+  setUpSuite(target, async (context) => {
+    context.origin = await startServer(originHandler(context));
+  }, async (context) => {
+    await (context.origin as Server | undefined)?.close();
+  });
+  target.before.each(async (context) => {
+    context.attempts = new Map();
+    context.arrivals = new Map();
+    context.version = 1;
+    context.dir = await tempDir();
+    fresh(context);
+  });
+  target.after.each(async (context) => {
+    // After a set-up that failed, too: no directory then, and nothing to remove.
+    const dir = context.dir;
+    context.dir = '';
+    if (dir !== '' && dir !== undefined) await removeDir(dir);
+  });
+}
+
 const crawlSuite = suite<Context>('crawl');
-crawlSuite.before.each(async (context) => {
-  context.dir = await tempDir();
+setUpOrigin(crawlSuite, (context) => {
   context.root = path.join(context.dir, 'cache');
-  context.attempts = new Map();
-  context.arrivals = new Map();
-  context.version = 1;
-  context.origin = await startServer(originHandler(context));
-});
-crawlSuite.after.each(async (context) => {
-  await context.origin.close();
-  await removeDir(context.dir);
 });
 
 async function writeList(context: Context, lines: string[]): Promise<string> {
@@ -327,6 +341,31 @@ crawlSuite('exit 2 for bad usage or an unreadable source; nothing written', asyn
   assert.equal(await listFiles(context.root), []);
 });
 
+crawlSuite('each bad option is an OptionError naming it, thrown before anything is fetched or written', async (context) => {
+  const valid: CrawlOptions = { source: await writeList(context, ['/about']), origin: context.origin.url, root: context.root };
+  const bad: Array<[string, Partial<Record<keyof CrawlOptions, unknown>>]> = [
+    ['concurrency', { concurrency: 0 }], ['concurrency', { concurrency: 1.5 }], ['retries', { retries: -1 }],
+    ['timeoutMs', { timeoutMs: 0 }], ['timeoutMs', { timeoutMs: '500' }], ['maxDepth', { maxDepth: -1 }],
+    ['maxBodyBytes', { maxBodyBytes: 0 }], ['maxPages', { maxPages: 0 }], ['maxPages', { maxPages: Number.NaN }],
+    ['sourceLimits.maxUrls', { sourceLimits: { maxUrls: 0 } }], ['precompress', { precompress: ['zip'] }], ['follow', { follow: 'yes' }],
+    ['source', { source: '' }], ['root', { root: 42 }],
+  ];
+  for (const [option, given] of bad) {
+    try {
+      await crawl({ ...valid, ...given } as CrawlOptions);
+      assert.unreachable(`${JSON.stringify(given)} was accepted`);
+    } catch (error) {
+      if (error instanceof assert.Assertion) throw error;
+      assert.instance(error, OptionError, String(error));
+      assert.instance(error, TypeError);
+      assert.is((error as OptionError).option, option);
+      assert.match((error as OptionError).message, `\`${option}\``);
+    }
+  }
+  assert.is(context.attempts.size, 0, 'nothing fetched');
+  assert.not.ok(existsSync(context.root), 'nothing written');
+});
+
 crawlSuite('--follow stays on the origin, skips query strings, stops at --max-depth', async (context) => {
   const result = await runCli(['crawl', '-', '--origin', context.origin.url, '--root', context.root, '--follow', '--max-depth', '2', '--json'], { input: '/links/d0\n' });
   assert.is(result.code, 0, result.stderr);
@@ -399,17 +438,8 @@ interface SwapContext extends Context {
 }
 
 const swap = suite<SwapContext>('crawl --swap through nginx');
-swap.before.each(async (context) => {
-  context.dir = await tempDir();
+setUpOrigin(swap, (context) => {
   context.base = path.join(context.dir, 'site');
-  context.attempts = new Map();
-  context.arrivals = new Map();
-  context.version = 1;
-  context.origin = await startServer(originHandler(context));
-});
-swap.after.each(async (context) => {
-  await context.origin.close();
-  await removeDir(context.dir);
 });
 
 (hasNginx ? swap : swap.skip)('readers never see a missing or partial page while generations switch; rollback', async (context) => {
@@ -463,6 +493,15 @@ echo "$* current=$(readlink '${path.join(context.base, 'current')}')" >> '${log}
 ${fails ? 'exit 1' : 'exec /bin/sync "$@"'}
 `, { mode: 0o755 });
   return { env: { PATH: `${bin}:${process.env.PATH ?? ''}` }, log };
+}
+
+/** A promise, and whether it has settled yet. */
+function settledFlag<T>(promise: Promise<T>): { result: Promise<T>; settled: () => boolean } {
+  let settled = false;
+  const result = promise.finally(() => {
+    settled = true;
+  });
+  return { result, settled: () => settled };
 }
 
 swap('the new generation is flushed to disk once, before current switches to it', async (context) => {
@@ -539,13 +578,18 @@ swap('one switch at a time per base: a crawl waits for the generations lock, and
   const owner = spawn('sleep', ['30']);
   const lock = path.join(context.base, '.generations.lock');
   await fs.mkdir(lock);
-  await fs.writeFile(path.join(lock, 'owner'), `${owner.pid ?? 0}@${HOST_TAG}`);
-  const crawling = runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await fs.writeFile(path.join(lock, 'owner'), `${owner.pid ?? 0}-00000000-${HOST_TAG}`);
+  // The crawls below log their flush (fakeSync): past it, all a build has left to do is take the lock and switch.
+  const { env, log } = await fakeSync(context, false);
+  const flushes = async (): Promise<number> => (await fs.readFile(log, 'utf8').catch(() => '')).split('\n').filter((line) => line.startsWith('-f ')).length;
+  const crawling = settledFlag(runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base], { env }));
+  await waitFor(async () => (await flushes()) === 1, 10_000, 'the build to be flushed, ready to switch');
+  await sleep(1000);
+  assert.not.ok(crawling.settled(), 'a second after its flush, the crawl still waits for the lock');
   assert.is(await fs.readlink(path.join(context.base, 'current')), first, 'no switch while another holds the lock');
   owner.kill('SIGKILL');
   await new Promise((resolve) => owner.once('close', resolve));
-  const result = await crawling;
+  const result = await crawling.result;
   assert.is(result.code, 0, result.stderr);
   assert.is.not(await fs.readlink(path.join(context.base, 'current')), first, 'switched once the owner was gone');
   assert.not.ok(await fs.stat(lock).then(() => true, () => false), 'the lock is released');
@@ -553,12 +597,14 @@ swap('one switch at a time per base: a crawl waits for the generations lock, and
   // for, not taken over, even though no process here has its pid.
   const second = await fs.readlink(path.join(context.base, 'current'));
   await fs.mkdir(lock);
-  await fs.writeFile(path.join(lock, 'owner'), `4194305@${HOST_TAG === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'}`);
-  const waiting = runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base]);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await fs.writeFile(path.join(lock, 'owner'), `4194305-00000000-${HOST_TAG === 'ffffffff' ? 'eeeeeeee' : 'ffffffff'}`);
+  const waiting = settledFlag(runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base], { env }));
+  await waitFor(async () => (await flushes()) === 2, 10_000, 'the second build to be flushed, ready to switch');
+  await sleep(1000);
+  assert.not.ok(waiting.settled(), 'a second after its flush, the crawl still waits for the lock');
   assert.is(await fs.readlink(path.join(context.base, 'current')), second, 'another host\'s lock is respected');
   await fs.rm(lock, { recursive: true });
-  assert.is((await waiting).code, 0);
+  assert.is((await waiting.result).code, 0);
   assert.is.not(await fs.readlink(path.join(context.base, 'current')), second);
 });
 
@@ -590,11 +636,13 @@ swap('purges of the live tree made while a new one is built are carried over: no
   await fs.writeFile(list, '/tagged\n/v/1\n');
   assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
   const live = path.join(context.base, 'current');
-  // The new build stores /tagged first, then takes a while over slow pages, one at a time.
-  await fs.writeFile(list, ['/tagged', '/v/1', ...Array.from({ length: 8 }, (_, i) => `/slow-page/${i}`)].join('\n'));
-  const crawling = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
+  // The new build stores /tagged first, then takes a while (2 s) over slow pages, one at a time: the
+  // purges below must land while it runs, which each step checks.
+  await fs.writeFile(list, ['/tagged', '/v/1', ...Array.from({ length: 32 }, (_, i) => `/slow-page/${i}`)].join('\n'));
+  const before = await fs.readlink(live);
   const generations = path.join(context.base, 'generations');
   let known = new Set(await fs.readdir(generations));
+  const crawling = settledFlag(runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']));
   const building = async (): Promise<string | undefined> => (await fs.readdir(generations)).find((id) => !known.has(id));
   await waitFor(async () => {
     const id = await building();
@@ -602,7 +650,9 @@ swap('purges of the live tree made while a new one is built are carried over: no
   }, 5000, 'the build to store /tagged and /v/1');
   const purged = await runCli(['purge', '--tag', 'blue', '/v/1', '--root', live]);
   assert.is(purged.code, 0, purged.stderr);
-  const result = await crawling;
+  assert.not.ok(crawling.settled(), 'the purge returned while the build still ran');
+  assert.is(await fs.readlink(live), before, 'the purge returned before the switch');
+  const result = await crawling.result;
   assert.is(result.code, 0, result.stderr);
   assert.ok((JSON.parse(result.stdout) as { swapped: boolean }).swapped);
   const files = await listFiles(live);
@@ -617,19 +667,20 @@ swap('purges of the live tree made while a new one is built are carried over: no
   assert.ok(await root.invalidations.staleReason(Date.now() - 60_000, { file: 'tagged/index.html', urlPath: '/tagged', tags: ['blue'] }));
 
   // Everything purged during the build: nothing it holds can be trusted, so it is not switched to.
-  const before = await fs.readlink(live);
+  const switched = await fs.readlink(live);
   known = new Set(await fs.readdir(generations));
-  const again = runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']);
+  const again = settledFlag(runCli(['crawl', list, '--swap', '--concurrency', '1', '--origin', context.origin.url, '--root', context.base, '--json']));
   // Once the build has stored a page: its crawl started before the purge.
   await waitFor(async () => {
     const id = await building();
     return id !== undefined && (await fs.stat(path.join(generations, id, 'tagged/index.html')).then(() => true, () => false));
   }, 5000, 'a new build under way');
   assert.is((await runCli(['purge', '--all', '--root', live])).code, 0);
-  const refused = await again;
+  assert.not.ok(again.settled(), 'the purge returned while the build still ran');
+  const refused = await again.result;
   assert.is(refused.code, 1, refused.stdout);
   assert.match(refused.stdout, 'the whole cache was purged while this crawl built its tree');
-  assert.is(await fs.readlink(live), before);
+  assert.is(await fs.readlink(live), switched);
 });
 
 swap('a crawl that stores no page does not switch: the site is not replaced by an empty tree', async (context) => {

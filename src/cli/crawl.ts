@@ -1,6 +1,6 @@
 /** `prerender crawl <source>`: fetch every page of a URL list or sitemap and store it (crawl.ts). */
 import type { Command } from 'commander';
-import { crawl, type CrawlReport } from '../crawl.js';
+import { crawl, type CrawlReport } from '../crawl/crawl.js';
 import { PrerenderError } from '../errors.js';
 import { ENCODINGS } from '../precompress.js';
 import { progressReporter } from '../progress.js';

@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { crawl } from '../crawl.js';
-import { createGeneration, currentGenerationDir, publishGeneration } from '../generations.js';
+import { crawl } from '../crawl/crawl.js';
+import { createGeneration, currentGenerationDir, publishGeneration } from '../crawl/swap.js';
 import type { CrawlEntry } from './entries.js';
 import { isSwapBase } from './state.js';
 import type { FleetRedis } from './stream.js';

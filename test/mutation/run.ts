@@ -189,6 +189,27 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: "      const repeated = isHit(second, 'v1');\n", replace: '      const repeated = true as boolean;\n' }],
     tests: ['doctor.test.ts'],
   },
+  {
+    name: 'crawl-deletes-builds-in-progress',
+    guard: 'crawl --swap: another crawl\'s generation still being built (its marker\'s owner alive) is not deleted',
+    file: 'src/crawl/generations.ts',
+    edits: [{ find: "    if (builder !== '' && inUse(ownerOf(builder), age, { maxAgeMs: FOREIGN_BUILD_MS })) continue;\n", replace: '' }],
+    tests: ['crawl.test.ts'],
+  },
+  {
+    name: 'sitemap-loop-unguarded',
+    guard: 'sitemaps: an index naming a sitemap already read is not read again',
+    file: 'src/crawl/sitemap.ts',
+    edits: [{ find: '    if (reading.sitemapsSeen.has(child)) continue;\n', replace: '' }],
+    tests: ['security-sources.test.ts', 'crawl.test.ts'],
+  },
+  {
+    name: 'sitemap-depth-unguarded',
+    guard: 'sitemaps: indexes nested deeper than maxSitemapDepth are refused',
+    file: 'src/crawl/sitemap.ts',
+    edits: [{ find: '    if (depth + 1 > limits.maxSitemapDepth) {', replace: '    if (false) {' }],
+    tests: ['security-sources.test.ts', 'crawl.test.ts'],
+  },
 ];
 
 type Outcome = 'killed' | 'killed (timeout)' | 'survived' | 'stale' | 'build failed';

@@ -12,13 +12,13 @@
  */
 import http, { type Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https, { type Agent as HttpsAgent } from 'node:https';
-import { BodySink } from './body.js';
-import { PageBody } from './page-body.js';
-import { entryFor, type CacheRoot } from './cache-root.js';
-import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from './crawl-mark.js';
-import { isErrno } from './errors.js';
-import { checkResponse } from './policy.js';
-import { encodePath, type CachePath } from './url-path.js';
+import { BodySink } from '../body.js';
+import { PageBody } from '../page-body.js';
+import { entryFor, type CacheRoot } from '../cache-root.js';
+import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from '../crawl-mark.js';
+import { isErrno } from '../errors.js';
+import { checkResponse } from '../policy.js';
+import { encodePath, type CachePath } from '../url-path.js';
 
 export interface FetchPageOptions {
   /** `http(s)://host[:port]`, no trailing slash (see `parseOrigin`). */

@@ -5,7 +5,7 @@
  * more than one line or token: a few-MB gzip bomb that expands into one endless comment costs one
  * token's worth of memory, then fails.
  */
-import { PrerenderError } from './errors.js';
+import { PrerenderError } from '../errors.js';
 
 export interface SourceLimits {
   /** Decompressed bytes of one sitemap, and of any gzip-compressed source. @default 50 MiB */
@@ -58,6 +58,13 @@ export async function* byteLimited(body: AsyncIterable<Buffer>, maxBytes: number
     if (bytes > maxBytes) throw overBound(`${maxBytes} bytes decompressed (${formatBytes(maxBytes)})`, name);
     yield chunk;
   }
+}
+
+/** Why a source (or a part of it) could not be read, as the report says it. */
+export function describeSourceError(error: unknown): string {
+  if (error instanceof PrerenderError && error.code === 'ESOURCE') return `${error.message} (ESOURCE)`;
+  if (error instanceof Error) return (error as NodeJS.ErrnoException).code ?? quote(error.message);
+  return quote(String(error));
 }
 
 export function formatBytes(bytes: number): string {
