@@ -713,4 +713,25 @@ swap('a crawl that stores no page does not switch: the site is not replaced by a
   assert.is(nothing.code, 2);
 });
 
+swap('a generation another crawl is still building is kept by a crawl that switches meanwhile', async (context) => {
+  const list = path.join(context.dir, 'urls.txt');
+  await fs.writeFile(list, '/v/1\n');
+  assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+  // A build under way: its marker names a live process of this host as its owner (owner.ts).
+  const builder = spawn('sleep', ['30']);
+  try {
+    const building = path.join(context.base, 'generations', '20261202T000000-1-abcd');
+    await fs.mkdir(path.join(building, '.prerender'), { recursive: true });
+    await fs.writeFile(path.join(building, '.prerender', 'building'), `${builder.pid ?? 0}-00000000-${HOST_TAG}`);
+    const abandoned = path.join(context.base, 'generations', '20261202T000000-2-abcd');
+    await fs.mkdir(path.join(abandoned, '.prerender'), { recursive: true });
+    await fs.writeFile(path.join(abandoned, '.prerender', 'building'), `4194305-00000000-${HOST_TAG}`);
+    for (let i = 0; i < 3; i++) assert.is((await runCli(['crawl', list, '--swap', '--origin', context.origin.url, '--root', context.base])).code, 0);
+    assert.ok(existsSync(building), 'the build in progress is still there');
+    assert.not.ok(existsSync(abandoned), 'a build whose crawl is dead is deleted');
+  } finally {
+    builder.kill('SIGKILL');
+  }
+});
+
 swap.run();

@@ -232,6 +232,23 @@ sitemaps('sitemaps a crawl reads, nested indexes and gzip inside gzip are bounde
   assert.match(result.failures[0]?.error ?? '', /over the bound of 2 gzip layers \(ESOURCE\)/);
 });
 
+sitemaps('sitemap indexes that list each other (and themselves) are each read once', async (context) => {
+  const { crawl } = await import('../src/index.js');
+  const server = await startServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/xml' });
+    if (req.url === '/a.xml' || req.url === '/b.xml') {
+      res.end('<?xml version="1.0"?><sitemapindex><sitemap><loc>http://x.test/a.xml</loc></sitemap><sitemap><loc>http://x.test/b.xml</loc></sitemap><sitemap><loc>http://x.test/pages.xml</loc></sitemap></sitemapindex>');
+    } else res.end('<?xml version="1.0"?><urlset><url><loc>/page/a</loc></url></urlset>');
+  });
+  try {
+    const result = await crawl({ source: `${server.url}/a.xml`, origin: server.url, root: context.root });
+    assert.equal([server.hits.get('/a.xml'), server.hits.get('/b.xml'), server.hits.get('/pages.xml')], [1, 1, 1], 'each sitemap fetched once');
+    assert.equal(result.failures, [], 'a loop is no failure');
+  } finally {
+    await server.close();
+  }
+});
+
 sitemaps.run();
 
 // ---

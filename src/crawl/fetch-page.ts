@@ -48,7 +48,25 @@ export type PageOutcome =
 const LASTING_WRITE_ERRORS = ['ENOSPC', 'EDQUOT', 'EROFS'];
 const MAX_DRAINED = 64 * 1024;
 
+/**
+ * A fetched page handed to the store, whose outcome is known once its batch is written (commit.ts):
+ * a crawl fetches on meanwhile, so that the store's batches hold more than the pages in flight.
+ */
+export interface StoringPage {
+  outcome: 'storing';
+  status: number;
+  bytes: number;
+  settled: Promise<PageOutcome>;
+}
+
+/** Fetches a page and stores it; resolves once it is stored, skipped or failed. */
 export async function fetchPage(root: CacheRoot, target: CachePath, options: FetchPageOptions): Promise<PageOutcome> {
+  const fetched = await fetchAndSubmit(root, target, options);
+  return fetched.outcome === 'storing' ? fetched.settled : fetched;
+}
+
+/** `fetchPage`, resolving as soon as a storable page is fetched whole and handed to the store. */
+export async function fetchAndSubmit(root: CacheRoot, target: CachePath, options: FetchPageOptions): Promise<PageOutcome | StoringPage> {
   const renderedAt = Date.now();
   const url = new URL(options.origin + encodePath(target.urlPath));
   const client = url.protocol === 'https:' ? https : http;
@@ -84,7 +102,7 @@ export async function fetchPage(root: CacheRoot, target: CachePath, options: Fet
   }
 }
 
-async function receive(root: CacheRoot, target: CachePath, renderedAt: number, response: IncomingMessage, options: FetchPageOptions, describe: (error: unknown) => string): Promise<PageOutcome> {
+async function receive(root: CacheRoot, target: CachePath, renderedAt: number, response: IncomingMessage, options: FetchPageOptions, describe: (error: unknown) => string): Promise<PageOutcome | StoringPage> {
   const status = response.statusCode ?? 0;
   const header = (name: string): string | null => response.headersDistinct[name]?.join(', ') ?? null;
   if (status !== 200) {
@@ -132,10 +150,9 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     return { outcome: 'failed', status, reason: refusal, retryable: true };
   }
   const bytes = sink.body.bytes;
-  let committed;
-  try {
-    committed = await root.commit(sink.body, entryFor(target, verdict, renderedAt, bytes));
-  } catch (error) {
+  const settled = root.commit(sink.body, entryFor(target, verdict, renderedAt, bytes)).then((committed): PageOutcome => (
+    committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason }
+  ), (error: unknown): PageOutcome => {
     // A write the file system refused (an errno, or the store's EROOT wrapping one) is this page's
     // failure; anything else is a bug, and must not turn into a thousand failed pages.
     if (!isErrno(error)) throw error;
@@ -145,8 +162,8 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     }
     // Others may pass: a deleted root is set up again, descriptors run out for a moment.
     return { outcome: 'failed', status, reason: error.message, retryable: true };
-  }
-  return committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason };
+  });
+  return { outcome: 'storing', status, bytes, settled };
 }
 
 /** Reads and drops up to MAX_DRAINED bytes of a body; a longer one is left for `destroy`. */

@@ -8,13 +8,16 @@ import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { CacheRoot } from '../cache-root.js';
 import { encodePath, toCachePath, type CachePath } from '../url-path.js';
-import { fetchPage, type PageOutcome } from './fetch-page.js';
+import { fetchAndSubmit, type PageOutcome } from './fetch-page.js';
 import { sameOriginLinks } from './links.js';
 import type { CrawlSettings } from './options.js';
 import type { ReportBuilder } from './report.js';
 import { SeenSet } from './seen-set.js';
 import { quote } from './source-limits.js';
 import { parseEntry, type SourceItem } from './sources.js';
+
+/** Bytes of fetched pages waiting for the store's next batch, at most, before the workers wait. */
+const MAX_STORING_BYTES = 32 * 1024 * 1024;
 
 export interface PoolContext {
   settings: CrawlSettings;
@@ -153,14 +156,65 @@ export async function runPool(context: PoolContext): Promise<void> {
     }
   };
 
-  const runTask = async (task: Task): Promise<void> => {
-    let attempts = 0;
+  /**
+   * Pages fetched and handed to the store, not yet written: a worker fetches on meanwhile, so the
+   * store's batches hold more than the pages in flight; bounded in bytes.
+   */
+  const storing = new Set<Promise<void>>();
+  let storingBytes = 0;
+  const noteUnwritable = (task: Task, outcome: PageOutcome): void => {
+    if (outcome.outcome !== 'failed' || outcome.unwritable !== true) return;
+    halted = true;
+    report.stopEarly(`writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`);
+  };
+  const record = (task: Task, outcome: PageOutcome, attempts: number): void => {
+    const where = task.line === undefined ? {} : { line: task.line };
+    if (outcome.outcome === 'stored') report.stored(outcome.bytes);
+    else if (outcome.outcome === 'skipped') {
+      report.skip({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), reason: outcome.reason });
+    } else {
+      report.fail({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), error: outcome.reason, attempts });
+    }
+  };
+
+  const backoff = (outcome: PageOutcome & { outcome: 'failed' }, attempts: number): Promise<void> => {
+    const ms = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
+    return new Promise((resolve) => setTimeout(resolve, Math.min(ms, MAX_BACKOFF_MS)));
+  };
+
+  const runTask = async (task: Task, attemptsBefore = 0): Promise<void> => {
+    let attempts = attemptsBefore;
     let outcome: PageOutcome;
     let target = task.target;
     let pageUrl = task.pageUrl;
+    // Links are read from the stored file, so a page to follow waits for its store.
+    const toFollow = settings.follow && task.depth < settings.maxDepth && task.target.mediaType === 'text/html';
     for (;;) {
       attempts++;
-      outcome = await fetchPage(root, target, { origin, timeoutMs: settings.timeoutMs, maxBodyBytes: settings.maxBodyBytes, agent });
+      const fetched = await fetchAndSubmit(root, target, { origin, timeoutMs: settings.timeoutMs, maxBodyBytes: settings.maxBodyBytes, agent });
+      if (fetched.outcome === 'storing' && !toFollow) {
+        const { bytes } = fetched;
+        storingBytes += bytes;
+        const settledAttempts = attempts;
+        const done: Promise<void> = fetched.settled.then(async (result) => {
+          storingBytes -= bytes;
+          noteUnwritable(task, result);
+          // A write that may pass next time (a root deleted under the crawl is set up again) is tried
+          // again as a whole, as a failed fetch is.
+          if (result.outcome === 'failed' && result.retryable && settledAttempts <= settings.retries && !halted) {
+            await backoff(result, settledAttempts);
+            return runTask(task, settledAttempts);
+          }
+          record(task, result, settledAttempts);
+          progress();
+        }).finally(() => {
+          storing.delete(done);
+        });
+        storing.add(done);
+        while (storingBytes > MAX_STORING_BYTES && storing.size > 0) await Promise.race(storing);
+        return;
+      }
+      outcome = fetched.outcome === 'storing' ? await fetched.settled : fetched;
       // A redirect to another spelling of the same file (/docs -> /docs/, the usual trailing-slash
       // redirect) is followed once: its target is this very file, and skipping it would leave the page
       // out of the tree, since the other spelling is deduplicated away.
@@ -172,23 +226,12 @@ export async function runPool(context: PoolContext): Promise<void> {
         attempts--;
         continue;
       }
-      if (outcome.outcome === 'failed' && outcome.unwritable === true) {
-        halted = true;
-        report.stopEarly(`writing ${task.target.file} under ${dir} failed (${outcome.reason}); later pages were not fetched`);
-      }
+      noteUnwritable(task, outcome);
       if (outcome.outcome !== 'failed' || !outcome.retryable || attempts > settings.retries || halted) break;
-      const backoff = outcome.retryAfterMs ?? 250 * 2 ** (attempts - 1) * (0.5 + Math.random());
-      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, MAX_BACKOFF_MS)));
+      await backoff(outcome, attempts);
     }
-    const where = task.line === undefined ? {} : { line: task.line };
-    if (outcome.outcome === 'stored') {
-      report.stored(outcome.bytes);
-      if (settings.follow && task.depth < settings.maxDepth && task.target.mediaType === 'text/html') await follow(task, pageUrl);
-    } else if (outcome.outcome === 'skipped') {
-      report.skip({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), reason: outcome.reason });
-    } else {
-      report.fail({ url: task.url, ...where, ...(outcome.status === undefined ? {} : { status: outcome.status }), error: outcome.reason, attempts });
-    }
+    record(task, outcome, attempts);
+    if (outcome.outcome === 'stored' && toFollow) await follow(task, pageUrl);
   };
 
   await Promise.all(Array.from({ length: settings.concurrency }, async () => {
@@ -207,6 +250,7 @@ export async function runPool(context: PoolContext): Promise<void> {
       }
     }
   }));
+  while (storing.size > 0) await Promise.all([...storing]);
 }
 
 /** The target of a redirect whose Location (on the page's own origin) names the same file, if it does. */

@@ -9,6 +9,7 @@ import { Parser } from 'htmlparser2';
 import type { PrerenderError } from '../errors.js';
 import { describeSourceError, overBound, quote, type SourceLimits } from './source-limits.js';
 import type { SourceContext, SourceItem } from './sources.js';
+import { splitAbsoluteUrl } from '../url-path.js';
 
 /** What one crawl has read of its sitemaps so far, across indexes and their children. */
 export interface Reading {
@@ -122,7 +123,9 @@ async function* readChildren(children: string[], reading: Reading, depth: number
   const { limits, context } = reading;
   while (children.length > 0) {
     const child = children.shift() as string;
-    if (reading.sitemapsSeen.has(child)) continue;
+    // By the path fetched from the origin: another spelling of the host names the same sitemap.
+    const key = sitemapKey(child);
+    if (reading.sitemapsSeen.has(key)) continue;
     if (depth + 1 > limits.maxSitemapDepth) {
       yield { kind: 'error', text: quote(child), reason: `over the bound of ${limits.maxSitemapDepth} nested sitemap indexes (ESOURCE)` };
       continue;
@@ -131,7 +134,7 @@ async function* readChildren(children: string[], reading: Reading, depth: number
       yield { kind: 'error', text: quote(child), reason: `over the bound of ${limits.maxSitemaps} sitemaps a crawl (ESOURCE): not read` };
       continue;
     }
-    reading.sitemapsSeen.add(child);
+    reading.sitemapsSeen.add(key);
     if (!absoluteHttp.test(child)) {
       yield { kind: 'error', text: quote(child), reason: 'a sitemap index entry must be an absolute http(s) URL' };
       continue;
@@ -154,4 +157,9 @@ function localName(tag: string): string {
 function prefixOf(tag: string): string {
   const colon = tag.indexOf(':');
   return colon === -1 ? '' : tag.slice(0, colon);
+}
+
+/** What a sitemap is known by for the loop check: the path it is fetched with from the origin. */
+export function sitemapKey(url: string): string {
+  return splitAbsoluteUrl(url)?.path ?? url;
 }

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { PrerenderError } from '../errors.js';
 import { REFUSAL_MESSAGES, splitAbsoluteUrl, toCachePath, type CachePath } from '../url-path.js';
-import { absoluteHttp, readSitemap, type Reading } from './sitemap.js';
+import { absoluteHttp, readSitemap, type Reading, sitemapKey } from './sitemap.js';
 import { DEFAULT_SOURCE_LIMITS, boundedLines, byteLimited, describeSourceError, overBound, quote, type SourceLimits } from './source-limits.js';
 
 export type SourceItem =
@@ -39,6 +39,7 @@ export async function openSource(source: string, context: SourceContext): Promis
     try {
       stream = await context.fetchStream(source);
       fetched = true;
+      reading.sitemapsSeen.add(sitemapKey(source));
     } catch (error) {
       throw new PrerenderError('EUSAGE', `cannot read source ${quote(source)}: ${describeSourceError(error)}`, { cause: error, input: source });
     }

@@ -200,7 +200,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'sitemap-loop-unguarded',
     guard: 'sitemaps: an index naming a sitemap already read is not read again',
     file: 'src/crawl/sitemap.ts',
-    edits: [{ find: '    if (reading.sitemapsSeen.has(child)) continue;\n', replace: '' }],
+    edits: [{ find: '    if (reading.sitemapsSeen.has(key)) continue;\n', replace: '' }],
     tests: ['security-sources.test.ts', 'crawl.test.ts'],
   },
   {
