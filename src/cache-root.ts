@@ -1,5 +1,5 @@
 /**
- * One cache root: its files (store.ts), tag index (tags.ts), invalidation records (invalidation.ts)
+ * One cache root: its files (store/store.ts), tag index (tags.ts), invalidation records (invalidation.ts)
  * and expiry index, and the one way pages are written into it (commit.ts, where the write protocol
  * that keeps them consistent across processes is stated).
  */
@@ -10,7 +10,7 @@ import { GroupCommit } from './commit.js';
 import type { Encoding } from './precompress.js';
 import type { PageBody } from './page-body.js';
 import type { StorableResponse } from './policy.js';
-import { Store, type EntryMeta } from './store.js';
+import { Store, type EntryMeta } from './store/store.js';
 import { TagIndex } from './tags.js';
 import type { CachePath } from './url-path.js';
 import { mtimeSeconds } from './validators.js';

@@ -25,7 +25,8 @@ import type { CacheRoot, CommitResult } from './cache-root.js';
 import { isErrno } from './errors.js';
 import { encodingOf, isCompressible, writeSiblings } from './precompress.js';
 import type { PageBody } from './page-body.js';
-import type { EntryMeta, StagedFile } from './store.js';
+import type { EntryMeta } from './store/store.js';
+import type { StagedFile } from './store/temp-file.js';
 import type { LogIdentity } from './tags.js';
 
 export const COMMIT_STEPS = ['indexed', 'written', 'flushed', 'checked', 'placed', 'rechecked', 'done'] as const;

@@ -14,7 +14,7 @@ import path from 'node:path';
 import fse from 'fs-extra';
 import { PrerenderError, isErrno } from './errors.js';
 import { nonEmptyString } from './options.js';
-import { SIBLING_SUFFIXES, Store } from './store.js';
+import { SIBLING_SUFFIXES, Store } from './store/store.js';
 import { STATE_DIR } from './url-path.js';
 
 export interface ExportOptions {

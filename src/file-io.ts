@@ -1,5 +1,5 @@
 /**
- * The file-system calls of the write path (store.ts, invalidation.ts) behind one interface, each
+ * The file-system calls of the write path (store/, invalidation.ts) behind one interface, each
  * through libuv's thread pool. A missing file is an answer, not an error: `stat`/`lstat` resolve
  * `undefined` for ENOENT and ENOTDIR.
  */

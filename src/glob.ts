@@ -16,7 +16,7 @@ import path from 'node:path';
 import fg from 'fast-glob';
 import picomatch from 'picomatch';
 import { PrerenderError } from './errors.js';
-import { SIBLING_SUFFIXES } from './store.js';
+import { SIBLING_SUFFIXES } from './store/store.js';
 import { NAME_MAX, STATE_DIR } from './url-path.js';
 
 /** Longest pattern accepted, in bytes. */

@@ -21,7 +21,8 @@ import path from 'node:path';
 import { fileIo, type FileIo } from './file-io.js';
 import { inUse, ownedName, ownerOf } from './owner.js';
 import { isErrno } from './errors.js';
-import { DIR_MODE, RESERVE_FILE } from './store.js';
+import { DIR_MODE } from './store/disk.js';
+import { RESERVE_FILE } from './store/store.js';
 import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
 import { constants as fsConstants } from 'node:fs';
 

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { constants as zlib, createBrotliCompress, createGzip } from 'node:zlib';
 import { UTF8_TYPES } from './mime.js';
-import type { SiblingSuffix, Store } from './store.js';
+import type { SiblingSuffix, Store } from './store/store.js';
 
 export type Encoding = 'gzip' | 'br';
 export const ENCODINGS: readonly Encoding[] = ['gzip', 'br'];

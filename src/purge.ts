@@ -170,7 +170,7 @@ function encodePathForMapping(urlPath: string): string {
   return urlPath.replace(/[%?#]/g, (character) => `%${character.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-/** Everything: the tree and the whole index (store.ts removeAll). */
+/** Everything: the tree and the whole index (store/store.ts removeAll). */
 function removeAll(root: CacheRoot): Promise<string[]> {
   return root.store.removeAll([root.tags.dir]);
 }

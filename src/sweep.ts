@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { CacheRoot } from './cache-root.js';
 import { parseOrigin } from './origin.js';
 import { refreshFiles, type PurgeResult, type RefreshOptions } from './purge.js';
-import type { EntryMeta } from './store.js';
+import type { EntryMeta } from './store/store.js';
 
 export interface SweepOptions {
   /** Fetch expired pages again instead of deleting them; a failed refresh deletes. */

@@ -24,7 +24,7 @@ import { crc32 } from 'node:zlib';
 import { isErrno } from './errors.js';
 import { fileIo } from './file-io.js';
 import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
-import { DIR_MODE, FILE_MODE } from './store.js';
+import { DIR_MODE, FILE_MODE } from './store/disk.js';
 import { OWNER, inUse, ownedName, ownerOf } from './owner.js';
 
 /** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */

@@ -11,7 +11,7 @@ import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
 import { CacheRoot } from '../src/cache-root.js';
 import { purge } from '../src/purge.js';
-import { Store, type EntryMeta } from '../src/store.js';
+import { Store, type EntryMeta } from '../src/store/store.js';
 import { Gate, listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 import { PageBody } from '../src/page-body.js';
 

@@ -8,7 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { CacheRoot } from '../cache-root.js';
-import { refuseSwapBase } from '../store.js';
+import { refuseSwapBase } from '../store/root-checks.js';
 import { crawlSettings, type CrawlOptions } from './options.js';
 import { runPool } from './pool.js';
 import { ReportBuilder, type CrawlReport } from './report.js';

@@ -6,7 +6,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from '../errors.js';
-import { makeDirectories } from '../store.js';
 import { OWNER, inUse, ownedName, ownerOf } from '../owner.js';
 import { STATE_DIR } from '../url-path.js';
 

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { CacheRoot } from '../cache-root.js';
 import { PrerenderError } from '../errors.js';
 import { carryPurges, purge } from '../purge.js';
-import { makeDirectories } from '../store.js';
+import { makeDirectories } from '../store/disk.js';
 import { OWNER } from '../owner.js';
 import { STATE_DIR } from '../url-path.js';
 import {

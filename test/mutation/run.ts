@@ -57,7 +57,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'flush-no-fdatasync',
     guard: 'store.flush: each staged file fdatasync\'d before it is closed (and renamed)',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [{ find: '        if (this.durable && file.fd !== undefined) await this.io.fdatasync(file.fd);\n', replace: '' }],
     tests: ['commit.test.ts'],
   },
@@ -119,7 +119,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'unplace-any-inode',
     guard: 'store.unplace: the recheck removes a page only while it is still the inode this batch placed',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [{ find: '    return (await this.inodeOf(file)) === inode && this.remove(file);\n', replace: '    return this.remove(file);\n' }],
     tests: ['commit.test.ts'],
   },
@@ -133,7 +133,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'restore-meta-any-inode',
     guard: 'store.restoreMeta: meta written again only while this batch\'s file (by inode) is in place',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [{ find: '    if (stats?.ino === inode) await this.writeMeta(meta);\n', replace: '    await this.writeMeta(meta);\n' }],
     tests: ['commit.test.ts'],
   },
@@ -147,7 +147,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'no-meta-before-rename',
     guard: 'store.place (step 5): the page\'s meta recorded before its rename',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [{ find: '    await this.writeMeta(meta);\n    // Precompressed siblings', replace: '    // Precompressed siblings' }],
     tests: ['commit.test.ts'],
   },
@@ -161,7 +161,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'old-siblings-kept',
     guard: 'store.place: precompressed siblings of the version replaced are removed (before and after the rename)',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [
       { find: '        if (replacing) await unlinkSiblings();\n', replace: '' },
       { find: '    if (replacing && (await this.io.lstat(absolute))?.ino === staged.inode) await unlinkSiblings();\n', replace: '' },
@@ -171,7 +171,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'dead-temps-kept',
     guard: 'store.removeStaleTemps: a dead process\'s temp files are removed at the next init',
-    file: 'src/store.ts',
+    file: 'src/store/store.ts',
     edits: [{ find: '      await fs.rm(file, { force: true, recursive: true }).then(() => removed++, () => undefined);\n', replace: '' }],
     tests: ['commit.test.ts'],
   },

@@ -7,15 +7,16 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PrerenderError, isErrno } from './errors.js';
-import { fileIo, type FileIo } from './file-io.js';
-import { NoFollow, O_NOFOLLOW } from './no-follow.js';
-import type { PageBody } from './page-body.js';
-import { STATE_DIR, resolveInRoot } from './url-path.js';
-import { inUse, ownedName, ownerOf } from './owner.js';
+import { PrerenderError, isErrno } from '../errors.js';
+import { fileIo, type FileIo } from '../file-io.js';
+import { NoFollow, O_NOFOLLOW } from '../no-follow.js';
+import type { PageBody } from '../page-body.js';
+import { STATE_DIR, resolveInRoot } from '../url-path.js';
+import { inUse, ownedName, ownerOf } from '../owner.js';
+import { DIR_MODE, FILE_MODE, makeDirectories, placeFile, pruneEmptyDirectories, umaskStrips } from './disk.js';
+import { refuseSwapBase, rootError } from './root-checks.js';
+import { TempFile, type StagedFile } from './temp-file.js';
 
-export const FILE_MODE = 0o644;
-export const DIR_MODE = 0o755;
 /** Precompressed siblings nginx's gzip_static / brotli_static look for; they live and die with the file. */
 export const SIBLING_SUFFIXES = ['.gz', '.br'] as const;
 /**
@@ -59,15 +60,6 @@ export interface EntryMeta {
 
 export type SiblingSuffix = typeof SIBLING_SUFFIXES[number];
 
-/** A page body written to a temp file of the state directory, on its way into the tree. */
-export interface StagedFile {
-  readonly temp: string;
-  /** Open until `flush` closes it. */
-  fd: number | undefined;
-  inode: number;
-  /** Renamed into the tree: nothing left to remove. */
-  placed: boolean;
-}
 
 /** `replacedSiblings`: the precompressed siblings the version it replaced had (and no longer has). */
 export type PlaceResult = { stored: true; absolute: string; inode: number; replacedSiblings: SiblingSuffix[] } | { stored: false; reason: string };
@@ -539,167 +531,4 @@ export class Store {
     await pruneEmptyDirectories(path.dirname(absolute), this.root);
     return existed;
   }
-}
-
-/**
- * The body of one response on its way to disk. Writes are queued so the response never waits for the
- * disk; `backlog` tells the caller how far the disk is behind, so it can give up instead of buffering.
- */
-export class TempFile {
-  readonly path: string;
-  /** The descriptor, once open; the temp file owns it until `finish` or `discard` closes it. */
-  private readonly opening: Promise<number>;
-  private readonly io: FileIo;
-  private chain: Promise<unknown>;
-  private closed = false;
-  private renamed = false;
-  /** Bytes handed to `write` so far. */
-  bytes = 0;
-  /** Bytes handed to `write` that have not reached the file yet. */
-  backlog = 0;
-  /** The first error from opening or writing; `finish` throws it. */
-  error: unknown;
-
-  constructor(file: string, opening: Promise<number>, io: FileIo) {
-    this.path = file;
-    this.opening = opening;
-    this.io = io;
-    this.chain = opening.catch((error: unknown) => {
-      this.error ??= error;
-    });
-  }
-
-  write(chunk: Uint8Array): void {
-    const length = chunk.byteLength;
-    this.bytes += length;
-    this.backlog += length;
-    this.chain = this.chain.then(async () => {
-      if (this.error !== undefined) return;
-      // Its descriptor number may belong to another file by now.
-      if (this.closed) throw Object.assign(new Error(`EBADF: write to ${this.path} after it was closed`), { code: 'EBADF' });
-      await this.io.write(await this.opening, chunk);
-    }).catch((error: unknown) => {
-      this.error ??= error;
-    }).finally(() => {
-      this.backlog -= length;
-    });
-  }
-
-  /** Resolves once every write queued so far has reached the file (or failed). */
-  async drained(): Promise<void> {
-    await this.chain;
-  }
-
-  /**
-   * Waits for every queued write, fixes the mode whatever the umask, sets the mtime (seconds) when
-   * given, optionally fsyncs, closes.
-   */
-  async finish(durable: boolean, mtime?: number): Promise<void> {
-    await this.chain;
-    if (this.error !== undefined) throw this.error;
-    const fd = await this.opening;
-    if (umaskStrips(FILE_MODE)) await this.io.fchmod(fd, FILE_MODE);
-    if (mtime !== undefined) await this.io.futimes(fd, mtime);
-    if (durable) await this.io.fdatasync(fd);
-    this.closed = true;
-    await this.io.close(fd);
-  }
-
-  /** Call after renaming the file into place: `discard` then has nothing to unlink. */
-  moved(): void {
-    this.renamed = true;
-  }
-
-  /** Closes and unlinks the temp file; safe to call more than once and after a rename. */
-  async discard(): Promise<void> {
-    await this.chain;
-    if (!this.closed) {
-      // Set before the close is awaited: a descriptor number closed twice may by then be another file's.
-      this.closed = true;
-      const fd = await this.opening.catch(() => undefined);
-      if (fd !== undefined) await this.io.close(fd).catch(() => undefined);
-    }
-    if (!this.renamed) await this.io.unlink(this.path).catch(() => undefined);
-  }
-}
-
-/**
- * Creates `dir` and any missing parents below `stopAt` with mode 0755 whatever the umask. Throws ENOTDIR
- * or EEXIST when a file stands where a directory is needed. Resolves to true when `dir` itself was
- * created by this call (so it is empty).
- */
-export async function makeDirectories(dir: string, stopAt: string, io: FileIo = fileIo): Promise<boolean> {
-  const first = await io.mkdirp(dir, DIR_MODE);
-  if (first === undefined) return false;
-  if (!umaskStrips(DIR_MODE)) return true;
-  // mkdir's mode is masked by the umask; fix every directory this call created, from the top down.
-  let current = dir;
-  const created: string[] = [];
-  while (current.length >= first.length && current !== stopAt) {
-    created.push(current);
-    current = path.dirname(current);
-  }
-  for (const createdDir of created.reverse()) await io.chmod(createdDir, DIR_MODE);
-  return true;
-}
-
-/**
- * True when the process umask clears bits of `mode`, so a file or directory created with it needs a
- * chmod to end up with exactly `mode`. With the usual umask (022) nothing is cleared and the chmod
- * (one system call through the thread pool per file) is skipped. Read at each use: umask can change.
- */
-function umaskStrips(mode: number): boolean {
-  return (process.umask() & mode) !== 0;
-}
-
-/** `beforeRename` runs once the parent exists, told whether this attempt created it. */
-async function placeFile(io: FileIo, noFollow: NoFollow, source: string, target: string, beforeRename: (freshDirectory: boolean) => Promise<void>): Promise<{ ok: true } | { ok: false; reason: string }> {
-  // A concurrent purge may prune the parent directory between mkdir and rename; try again then.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      // rename(2) replaces a symlink at the target itself, never what it points at; the directories
-      // on the way are the ones that must not be links.
-      await beforeRename(await noFollow.ensureDir(path.dirname(target), DIR_MODE, umaskStrips(DIR_MODE)));
-      await io.rename(source, target);
-      return { ok: true };
-    } catch (error) {
-      if (isErrno(error, 'ENOTDIR', 'EEXIST')) return { ok: false, reason: 'a file stands where a directory is needed' };
-      if (isErrno(error, 'EISDIR', 'ENOTEMPTY')) return { ok: false, reason: 'a directory stands where the file goes' };
-      if (isErrno(error, 'ENAMETOOLONG')) return { ok: false, reason: 'name too long for the file system' };
-      if (isErrno(error, 'ELOOP')) return { ok: false, reason: `a symlink stands on the way to the file (${error.message.replace(/^ELOOP: /, '')})` };
-      if (!isErrno(error, 'ENOENT') || attempt >= 3) throw error;
-    }
-  }
-}
-
-async function pruneEmptyDirectories(dir: string, root: string): Promise<void> {
-  let current = dir;
-  while (current !== root && current.startsWith(root + path.sep)) {
-    try {
-      await fs.rmdir(current);
-    } catch {
-      return;
-    }
-    current = path.dirname(current);
-  }
-}
-
-function rootError(root: string, cause: unknown): PrerenderError {
-  const reason = isErrno(cause) ? cause.code : 'error';
-  return new PrerenderError('EROOT', `cannot use cache root ${root} (${reason}): --root (or $PRERENDER_ROOT, or createCache({ root })) must be a writable directory`, {
-    cause,
-    input: root,
-  });
-}
-
-/**
- * The base of crawl --swap generations holds whole trees, each with its own state, and `current` is
- * the one nginx serves: pages read, purged or written in the base itself would never be served. (A
- * page directory is never a symlink, so a `current` symlink beside `generations/` is no site.)
- */
-export async function refuseSwapBase(root: string): Promise<void> {
-  const current = path.join(root, 'current');
-  if ((await fs.lstat(current).catch(() => undefined))?.isSymbolicLink() !== true) return;
-  if ((await fs.stat(path.join(root, 'generations')).catch(() => undefined))?.isDirectory() !== true) return;
-  throw new PrerenderError('EROOT', `${root} is the base of crawl --swap generations: give the live tree, --root ${current} (or crawl with --swap)`, { input: root });
 }
