@@ -39,8 +39,8 @@ export type CommitStep = typeof COMMIT_STEPS[number];
 export type CommitHook = (step: CommitStep, files: readonly string[], root: string) => void | Promise<void>;
 
 /**
- * Batches written at once. One: a second batch beside it measured no faster for a burst and splits a
- * crawl's few pages in flight into smaller batches, each with a flush of its own.
+ * Batches written at once. One: a second batch beside the first splits the pages waiting into smaller
+ * batches, each with a flush of its own, for no more work done in the same time.
  */
 const BATCHES_IN_FLIGHT = 1;
 /** Pages a batch takes at most; a burst larger than this is written as several batches. */

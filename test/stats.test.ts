@@ -68,7 +68,7 @@ counters('counts stores, skips by reason, purges and refreshes; the handler serv
     assert.match(text, /\nprerender_skipped_total\{reason="set-cookie"\} 1\n/);
     assert.match(text, /\nprerender_purges_total 2\n/);
     assert.match(text, /\nprerender_refreshes_total 1\n/);
-    assert.match(text, /\n# TYPE prerender_pending_stores gauge\nprerender_pending_stores 0\n$/);
+    assert.match(text, /\n# TYPE prerender_pending_stores gauge\nprerender_pending_stores 0\n# HELP prerender_pending_bytes [^\n]*\n# TYPE prerender_pending_bytes gauge\nprerender_pending_bytes 0\n$/);
     // Every sample line is `name{labels} value`, every metric has HELP and TYPE (the format's grammar).
     for (const line of text.trimEnd().split('\n')) {
       assert.ok(/^# (HELP|TYPE) prerender_[a-z_]+ .+$/.test(line) || /^prerender_[a-z_]+(\{[a-z]+="[a-z-]+"\})? \d+$/.test(line), line);
