@@ -1,5 +1,6 @@
 export * from './cache.js';
 export * from './errors.js';
+export { OptionError } from './options.js';
 export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl/crawl.js';
 export { DEFAULT_SOURCE_LIMITS, type SourceLimits } from './crawl/source-limits.js';
 export { rollback, type Generations } from './crawl/swap.js';
