@@ -146,9 +146,13 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
     if (item.settled) return;
     item.settled = true;
     item.body.discard();
-    if (item.staged !== undefined && !item.staged.placed) void root.store.unstage(item.staged);
-    if ('error' in outcome) item.reject(outcome.error);
-    else item.resolve(outcome);
+    const answer = (): void => {
+      if ('error' in outcome) item.reject(outcome.error);
+      else item.resolve(outcome);
+    };
+    // A refused page's temp file is gone before its store is answered, so that `idle()` leaves none.
+    if (item.staged !== undefined && !item.staged.placed) void root.store.unstage(item.staged).finally(answer);
+    else answer();
   };
   const live = (): Item[] => items.filter((item) => !item.settled);
   /** Runs `work` on every live item at once; an item whose work throws is settled with the error. */
