@@ -171,7 +171,6 @@ export interface Cache {
   close(): Promise<void>;
 }
 
-
 export function createCache(options: CacheOptions): Cache {
   const { maxBodyBytes, bypassCookies, sweepIntervalMs, expiryCheckMs, refreshOrigin, maxRenderMs, safeMethods, maxPendingBytes, precompress, hosts, multiSite } = resolveCacheOptions(options);
 

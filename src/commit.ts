@@ -38,11 +38,6 @@ export type CommitStep = typeof COMMIT_STEPS[number];
  */
 export type CommitHook = (step: CommitStep, files: readonly string[], root: string) => void | Promise<void>;
 
-/**
- * Batches written at once. One: a second batch beside the first splits the pages waiting into smaller
- * batches, each with a flush of its own, for no more work done in the same time.
- */
-const BATCHES_IN_FLIGHT = 1;
 /** Pages a batch takes at most; a burst larger than this is written as several batches. */
 const MAX_BATCH_PAGES = 256;
 /** Body bytes a batch takes at most (a batch always takes its first page, whatever its size). */
@@ -65,10 +60,7 @@ interface Pending {
 export class GroupCommit {
   private readonly root: CacheRoot;
   private queue: Pending[] = [];
-  /** Files of the batches being written: a later page for one of them waits for the next batch. */
-  private readonly writing = new Set<string>();
-  private batches = 0;
-  private scheduled = false;
+  private draining = false;
 
   constructor(root: CacheRoot) {
     this.root = root;
@@ -81,35 +73,26 @@ export class GroupCommit {
   submit(body: PageBody, meta: EntryMeta): Promise<CommitResult> {
     return new Promise<CommitResult>((resolve, reject) => {
       this.queue.push({ body, meta, resolve, reject });
-      if (this.scheduled) return;
-      this.scheduled = true;
+      if (this.draining) return;
+      this.draining = true;
       // After the current turn of the event loop: pages finishing together go in one batch.
-      setImmediate(() => {
-        this.scheduled = false;
-        this.pump();
-      });
+      setImmediate(() => void this.drain());
     });
   }
 
-  /** Starts batches while fewer than BATCHES_IN_FLIGHT run. */
-  private pump(): void {
-    while (this.batches < BATCHES_IN_FLIGHT && this.queue.length > 0) {
-      const batch = this.take();
-      if (batch.length === 0) return;
-      this.batches++;
-      for (const page of batch) this.writing.add(page.meta.file);
-      void commitBatch(this.root, batch).finally(() => {
-        this.batches--;
-        for (const page of batch) this.writing.delete(page.meta.file);
-        this.pump();
-      });
+  /**
+   * One batch at a time: a second beside it would split the pages waiting into smaller batches, each
+   * with a flush of its own, for no more work done in the same time.
+   */
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) await commitBatch(this.root, this.take());
+    } finally {
+      this.draining = false;
     }
   }
 
-  /**
-   * The next batch: in submission order, and never two pages for one file in batches at once (the
-   * later waits its turn, so the last submitted wins).
-   */
+  /** The next batch: in submission order, and never two pages for one file (the later waits its turn). */
   private take(): Pending[] {
     const batch: Pending[] = [];
     const rest: Pending[] = [];
@@ -119,7 +102,7 @@ export class GroupCommit {
     for (const page of this.queue) {
       const file = page.meta.file;
       const fits = batch.length < MAX_BATCH_PAGES && (batch.length === 0 || bytes + page.body.bytes <= MAX_BATCH_BYTES);
-      if (fits && !taken.has(file) && !held.has(file) && !this.writing.has(file)) {
+      if (fits && !taken.has(file) && !held.has(file)) {
         batch.push(page);
         taken.add(file);
         bytes += page.body.bytes;
@@ -246,7 +229,13 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
 /** Runs `work` once a tag with the live items carrying it; a failure settles those items. */
 async function eachTag(items: readonly Item[], work: (tag: string, tagged: Item[]) => Promise<void>, settle: (item: Item, outcome: { error: unknown }) => void): Promise<void> {
   const byTag = new Map<string, Item[]>();
-  for (const item of items) for (const tag of item.meta.tags) byTag.set(tag, [...(byTag.get(tag) ?? []), item]);
+  for (const item of items) {
+    for (const tag of item.meta.tags) {
+      const tagged = byTag.get(tag);
+      if (tagged === undefined) byTag.set(tag, [item]);
+      else tagged.push(item);
+    }
+  }
   await Promise.all([...byTag].map(([tag, tagged]) => work(tag, tagged).catch((error: unknown) => {
     for (const item of tagged) settle(item, { error });
   })));

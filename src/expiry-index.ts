@@ -36,7 +36,6 @@ interface LogState {
 
 export class ExpiryIndex {
   readonly dir: string;
-  private readonly root: string;
   private readonly hours = new Set<string>();
   /** The first second whose log has not been read to the end and deleted; undefined before the first scan. */
   private cursor: number | undefined;
@@ -51,7 +50,6 @@ export class ExpiryIndex {
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'expiry');
-    this.root = root;
   }
 
   /**

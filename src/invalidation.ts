@@ -77,7 +77,6 @@ interface Journal {
 export class Invalidations {
   readonly dir: string;
   readonly maxRenderMs: number;
-  private readonly root: string;
   private readonly reserve: string;
   private readonly journals = new Map<number, Journal>();
   private readonly io: FileIo;
@@ -87,7 +86,6 @@ export class Invalidations {
   constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo) {
     this.dir = path.join(stateDir, 'inval');
     this.reserve = path.join(stateDir, RESERVE_FILE);
-    this.root = root;
     this.maxRenderMs = maxRenderMs;
     this.io = io;
     this.noFollow = new NoFollow(root, io);

@@ -15,7 +15,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from './errors.js';
 import type { FileIo } from './file-io.js';
-import { STATE_DIR } from './url-path.js';
+import { STATE_DIR, isBelow } from './url-path.js';
 
 export const O_NOFOLLOW = constants.O_NOFOLLOW;
 
@@ -49,8 +49,7 @@ export class NoFollow {
   async check(dir: string): Promise<DirState> {
     const relative = path.relative(this.root, dir);
     if (relative === '') return 'ok';
-    // `..\\x` or `..foo` are names of the tree; only `..` as a whole segment leaves it.
-    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) return 'link';
+    if (!isBelow(this.root, dir)) return 'link';
     const real = await this.io.realpath(dir);
     if (real === undefined) return 'missing';
     for (let attempt = 0; attempt < 2; attempt++) {

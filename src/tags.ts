@@ -39,13 +39,11 @@ function hashName(value: string): string {
 
 export class TagIndex {
   readonly dir: string;
-  private readonly root: string;
   private readonly compactedSizes = new Map<string, number>();
   private readonly noFollow: NoFollow;
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'tags');
-    this.root = root;
     this.noFollow = new NoFollow(root, fileIo);
   }
 

@@ -150,6 +150,15 @@ export const REFUSAL_MESSAGES: Readonly<Record<PathRefusal, string>> = {
 };
 
 /**
+ * Whether `target` lies below directory `base` (not `base` itself), by `path.relative`: `..x` is a
+ * name inside, only `..` as a whole segment leaves.
+ */
+export function isBelow(base: string, target: string): boolean {
+  const relative = path.relative(base, target);
+  return relative !== '' && relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
+/**
  * Resolves a root-relative file inside `root`, or returns undefined when it would land outside it or
  * exceed the file system's path length. Checked with `path.relative`, never a bare prefix test:
  * `/srv/cache-evil` starts with `/srv/cache`.
@@ -157,10 +166,8 @@ export const REFUSAL_MESSAGES: Readonly<Record<PathRefusal, string>> = {
 export function resolveInRoot(root: string, file: string): string | undefined {
   const absoluteRoot = path.resolve(root);
   const absolute = path.resolve(absoluteRoot, file);
+  if (!isBelow(absoluteRoot, absolute)) return undefined;
   const relative = path.relative(absoluteRoot, absolute);
-  if (relative === '' || relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
-    return undefined;
-  }
   if (relative.split(path.sep)[0] === STATE_DIR) return undefined;
   // Room for the longest sibling suffix (`.br`, `.gz`) so a file is never stored without room for them.
   if (Buffer.byteLength(absolute) + 3 > PATH_MAX) return undefined;

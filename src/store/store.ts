@@ -11,7 +11,7 @@ import { PrerenderError, isErrno } from '../errors.js';
 import { fileIo, type FileIo } from '../file-io.js';
 import { NoFollow, O_NOFOLLOW } from '../no-follow.js';
 import type { PageBody } from '../page-body.js';
-import { STATE_DIR, resolveInRoot } from '../url-path.js';
+import { STATE_DIR, isBelow, resolveInRoot } from '../url-path.js';
 import { inUse, ownedName, ownerOf } from '../owner.js';
 import { DIR_MODE, FILE_MODE, makeDirectories, placeFile, pruneEmptyDirectories, umaskStrips } from './disk.js';
 import { refuseSwapBase, rootError } from './root-checks.js';
@@ -346,7 +346,7 @@ export class Store {
 
   /** Unlinks one file prerender put in the tree or its state directory; no error when it is gone. */
   async unlinkFile(absolute: string): Promise<void> {
-    if (path.relative(this.root, absolute).startsWith('..')) throw new Error(`${absolute} is not under ${this.root}`);
+    if (!isBelow(this.root, absolute)) throw new Error(`${absolute} is not under ${this.root}`);
     await this.io.unlink(absolute).catch((error: unknown) => {
       if (!isErrno(error, 'ENOENT')) throw error;
     });
@@ -354,14 +354,14 @@ export class Store {
 
   /** Renames a finished temp file over a precompressed sibling of a stored file. */
   async placeSibling(temp: TempFile, sibling: string): Promise<void> {
-    if (!SIBLING_SUFFIXES.some((suffix) => sibling.endsWith(suffix)) || path.relative(this.root, sibling).startsWith('..')) throw new Error(`${sibling} is not a sibling under ${this.root}`);
+    if (!SIBLING_SUFFIXES.some((suffix) => sibling.endsWith(suffix)) || !isBelow(this.root, sibling)) throw new Error(`${sibling} is not a sibling under ${this.root}`);
     await this.io.rename(temp.path, sibling);
     temp.moved();
   }
 
   /** Removes a meta record the sweep found stray (its file gone, or unreadable). */
   async removeMetaRecord(metaPath: string): Promise<void> {
-    if (path.relative(this.metaDir, metaPath).startsWith('..')) throw new Error(`${metaPath} is not a meta record of ${this.root}`);
+    if (!isBelow(this.metaDir, metaPath)) throw new Error(`${metaPath} is not a meta record of ${this.root}`);
     await fs.rm(metaPath, { force: true });
   }
 
