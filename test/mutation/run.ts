@@ -141,7 +141,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'refused-temp-kept',
     guard: 'commit settle: the temp file of a page refused before its rename is removed',
     file: 'src/commit.ts',
-    edits: [{ find: '    if (item.staged !== undefined && !item.staged.placed) void root.store.unstage(item.staged);\n', replace: '' }],
+    edits: [{ find: '    if (item.staged !== undefined && !item.staged.placed) void root.store.unstage(item.staged).finally(answer);\n    else answer();\n', replace: '    answer();\n' }],
     tests: ['commit.test.ts'],
   },
   {
