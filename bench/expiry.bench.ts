@@ -84,7 +84,7 @@ async function timeExpiry(subject: Subject, limit: Limit): Promise<{ expire: num
   const started = process.hrtime.bigint();
   const now = Date.now();
   const due = await root.expiry.due(now);
-  const result = await expireFiles(root, due.map((record) => record.file), now);
+  const result = await expireFiles(root, due, now);
   const expire = elapsedMs(started);
   if (result.removed.length !== EXPIRING || result.removed.some((file) => !file.startsWith('expiring/'))) {
     throw new Error(`${BENCH}: removed ${result.removed.length} files, expected the ${EXPIRING} expiring ones`);

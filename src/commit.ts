@@ -13,21 +13,24 @@
  * 4. `checked`: pages for which a purge of T, F, a prefix of F's path or everything was recorded at or
  *    after S are dropped (one read of the purge journals); expiries noted (expiry-index.ts). Last
  *    before the rename, so the slow part (writing, flushing) is not a window for purges to slip into;
- * 5. `placed`: each page's meta recorded and its temp file renamed over F;
+ * 5. `placed`: the batch's meta records appended (one write, store/meta-log.ts), then each temp file
+ *    renamed over F;
  * 6. `rechecked`: the purge check again; a page a purge slipped in front of (between step 4 and its
  *    rename) is removed, only if it is still our inode; a page that expired meanwhile has its expiry
  *    noted again;
  * 7. `done`: F appended to the live tag log again if a purge or compaction took the log aside since
- *    step 1; meta restored where a purge took it; precompressed siblings written.
+ *    step 1, and the meta records to the live segment if one took theirs since step 5; precompressed
+ *    siblings written.
  */
 import fs from 'node:fs';
 import type { CacheRoot, CommitResult } from './cache-root.js';
 import { isErrno } from './errors.js';
 import { encodingOf, isCompressible, writeSiblings } from './precompress.js';
 import type { PageBody } from './page-body.js';
-import type { EntryMeta } from './store/store.js';
+import type { ExpiryRecord } from './expiry-index.js';
+import type { EntryMeta, MetaRecord } from './store/meta-log.js';
+import type { FileIdentity } from './store/record-log.js';
 import type { StagedFile } from './store/temp-file.js';
-import type { LogIdentity } from './tags.js';
 
 export const COMMIT_STEPS = ['indexed', 'written', 'flushed', 'checked', 'placed', 'rechecked', 'done'] as const;
 export type CommitStep = typeof COMMIT_STEPS[number];
@@ -152,9 +155,9 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
       if (root.store.resolve(item.meta.file) === undefined) settle(item, { stored: false, reason: 'path outside the root or too long' });
     }
 
-    const identities = new Map<string, LogIdentity>();
+    const identities = new Map<string, FileIdentity>();
     await eachTag(live(), async (tag, tagged) => {
-      identities.set(tag, await root.tags.append(tag, tagged.map((item) => item.meta.file)));
+      identities.set(tag, await root.tags.append(tag, tagged.map(tagEntryOf)));
     }, settle);
     await step('indexed');
 
@@ -176,13 +179,20 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
     const expiring = live().filter((item) => item.meta.expiresAt !== null);
     // Before the page is placed, so a process killed in between leaves no page the index misses.
     if (expiring.length > 0) {
-      await root.expiry.recordAll(expiring.map((item) => ({ file: item.meta.file, expiresAt: item.meta.expiresAt as number })))
+      await root.expiry.recordAll(expiring.map(expiryRecordOf))
         .catch((error: unknown) => expiring.forEach((item) => settle(item, { error })));
     }
     await step('checked');
 
+    const described = live();
+    let metaAppend;
+    try {
+      metaAppend = await root.store.meta.append(described.map(metaRecordOf));
+    } catch (error) {
+      for (const item of described) settle(item, { error });
+    }
     await each(async (item) => {
-      const placed = await root.store.place(item.staged as StagedFile, item.meta);
+      const placed = await root.store.place(item.staged as StagedFile, item.meta.file);
       if (!placed.stored) return settle(item, placed);
       item.inode = placed.inode;
       item.replacedSiblings = placed.replacedSiblings;
@@ -198,17 +208,20 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
     // now; not removed here, which would leave a miss where a stale-while-revalidate refresh had
     // replaced a page nginx was serving.
     const expired = live().filter((item) => item.meta.expiresAt !== null && item.meta.expiresAt <= Date.now());
-    if (expired.length > 0) await root.expiry.recordAll(expired.map((item) => ({ file: item.meta.file, expiresAt: item.meta.expiresAt as number })));
+    if (expired.length > 0) await root.expiry.recordAll(expired.map(expiryRecordOf));
     await step('rechecked');
 
     await eachTag(live(), async (tag, tagged) => {
       const log = root.tags.logPath(tag);
-      await root.tags.appendUntilIndexed(log, tagged.map((item) => item.meta.file), identities.get(tag));
+      await root.tags.appendUntilIndexed(log, tagged.map(tagEntryOf), identities.get(tag));
       if (root.tags.needsCompaction(log, await root.tags.size(log))) await root.compact(log);
     }, settle);
-    // A purge that began before these renders started (so it does not refuse them) may have taken
-    // a record between its write and the rename; the tag records were made good just above.
-    await each((item) => root.store.restoreMeta(item.meta, item.inode as number));
+    // A purge --all or a compaction of the meta index may have taken the segment between the append
+    // and the renames, and judged these pages' records by a tree that did not have them yet.
+    if (metaAppend !== undefined && live().length > 0) {
+      await root.store.meta.ensureIndexed(metaAppend).catch((error: unknown) => live().forEach((item) => settle(item, { error })));
+      if (root.store.meta.needsCompaction()) await root.store.meta.compact().catch(() => undefined);
+    }
     await each(async (item) => {
       // A page replaced in place (a refresh, a crawl over the live tree) keeps the encodings its old
       // version had, so gzip and brotli clients do not lose them to a writer configured without.
@@ -224,6 +237,21 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
   } catch (error) {
     for (const item of live()) settle(item, { error });
   }
+}
+
+function tagEntryOf(item: Item): { file: string; urlPath: string } {
+  return { file: item.meta.file, urlPath: item.meta.urlPath };
+}
+
+function metaRecordOf(item: Item): MetaRecord {
+  const staged = item.staged as StagedFile;
+  return { ...item.meta, ino: staged.inode, birth: staged.birth };
+}
+
+function expiryRecordOf(item: Item): ExpiryRecord {
+  const staged = item.staged as StagedFile;
+  const expiresAt = item.meta.expiresAt as number;
+  return { file: item.meta.file, at: expiresAt, ino: staged.inode, birth: staged.birth, urlPath: item.meta.urlPath, expiresAt, staleWhileRevalidateMs: item.meta.staleWhileRevalidateMs ?? 0 };
 }
 
 /** Runs `work` once a tag with the live items carrying it; a failure settles those items. */

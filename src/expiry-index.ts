@@ -1,6 +1,8 @@
 /**
- * The expiry index: every store of a page with an expiry appends `<expiresAt> <file>` to the log of the
- * second it expires in, `.prerender/expiry/<hour>/<second>.log` (epoch hours and seconds). Every
+ * The expiry index: every store of a page with an expiry appends a record to the log of the second it
+ * expires in, `.prerender/expiry/<hour>/<second>.log` (epoch hours and seconds). The record says which
+ * version of the file it is about (inode and birth time) and what acting on it needs (the URL path to
+ * refresh, the expiry and its stale-while-revalidate window), so a reader needs no other index. Every
  * process with the cache reads the logs of the seconds that have come (expiry.ts acts on them), so a
  * page stored by a crawl or another process is acted on by any of them, and a check costs a few stats
  * plus the records of the pages expiring now, whatever the size of the cache (DESIGN.md invariant 7).
@@ -17,15 +19,22 @@ import path from 'node:path';
 import { isErrno } from './errors.js';
 import { fileIo } from './file-io.js';
 import { APPEND_NO_FOLLOW, READ_NO_FOLLOW, ensureStateDirectory, stateLinkError } from './no-follow.js';
+import type { FileIdentity } from './store/record-log.js';
 
 /** How long after its second has passed a log is still read, then deleted. */
 export const GRACE_S = 5;
 /** How often the whole index is scanned for logs older than the grace (appends that came late). */
 const SCAN_MS = 60_000;
 
-export interface ExpiryRecord {
+export interface ExpiryRecord extends FileIdentity {
   file: string;
+  /** When to act on it: the page's expiry, or the next try of its refresh. */
+  at: number;
+  urlPath: string;
+  /** When the page expires (epoch ms). */
   expiresAt: number;
+  /** How long past `expiresAt` the page may be served while it is refreshed; 0 for none. */
+  staleWhileRevalidateMs: number;
 }
 
 /** What this process has read of one second's log. */
@@ -53,20 +62,21 @@ export class ExpiryIndex {
   }
 
   /**
-   * Notes that `file` expires at `expiresAt`. One that has already passed goes into the current
-   * second's log, which readers still read.
+   * Notes that `record.file` is due at `record.at`. One whose time has already passed goes into the
+   * current second's log, which readers still read.
    */
-  async record(file: string, expiresAt: number, now = Date.now()): Promise<void> {
-    await this.recordAll([{ file, expiresAt }], now);
+  async record(record: ExpiryRecord, now = Date.now()): Promise<void> {
+    await this.recordAll([record], now);
   }
 
   /** `record` for many files: one append a second's log. */
-  async recordAll(entries: ReadonlyArray<{ file: string; expiresAt: number }>, now = Date.now()): Promise<void> {
+  async recordAll(records: readonly ExpiryRecord[], now = Date.now()): Promise<void> {
     const bySecond = new Map<number, string>();
-    for (const { file, expiresAt } of entries) {
-      const second = Math.floor(Math.max(expiresAt, now) / 1000);
+    for (const record of records) {
+      const second = Math.floor(Math.max(record.at, now) / 1000);
+      const fields = [record.file, record.ino, record.birth, record.urlPath, record.expiresAt, record.staleWhileRevalidateMs];
       // A leading newline keeps a record torn by a killed writer from running into the next one.
-      bySecond.set(second, `${bySecond.get(second) ?? ''}\n${expiresAt} ${JSON.stringify(file)}\n`);
+      bySecond.set(second, `${bySecond.get(second) ?? ''}\n${record.at} ${JSON.stringify(fields)}\n`);
     }
     for (const [second, text] of bySecond) await this.appendSecond(second, text);
   }
@@ -104,10 +114,10 @@ export class ExpiryIndex {
       this.cursor = Math.max(this.cursor ?? -Infinity, nowSecond - GRACE_S);
     }
     const stillWaiting: ExpiryRecord[] = [];
-    for (const record of this.waiting) (record.expiresAt <= now ? out : stillWaiting).push(record);
+    for (const record of this.waiting) (record.at <= now ? out : stillWaiting).push(record);
     this.waiting = stillWaiting;
     for (let second = this.cursor; second <= nowSecond; second++) {
-      for (const record of await this.readNew(second)) (record.expiresAt <= now ? out : this.waiting).push(record);
+      for (const record of await this.readNew(second)) (record.at <= now ? out : this.waiting).push(record);
       if (second < nowSecond - GRACE_S) {
         await this.drop(second);
         this.cursor = second + 1;
@@ -175,14 +185,9 @@ export class ExpiryIndex {
     }
     const records: ExpiryRecord[] = [];
     for (const line of complete.toString('utf8').split('\n')) {
-      const match = /^(\d+) (".*")$/.exec(line);
-      if (match === null) continue;
-      try {
-        const file: unknown = JSON.parse(match[2] ?? '');
-        if (typeof file === 'string') records.push({ file, expiresAt: Number(match[1]) });
-      } catch {
-        // A torn record: its page is also in its meta, which sweep reads.
-      }
+      const record = parseRecord(line);
+      // A torn record is skipped: its page is also in its meta, which sweep reads.
+      if (record !== undefined) records.push(record);
     }
     return records;
   }
@@ -191,6 +196,21 @@ export class ExpiryIndex {
     this.logs.delete(second);
     await fs.rm(this.logPath(second), { force: true }).catch(() => undefined);
   }
+}
+
+function parseRecord(line: string): ExpiryRecord | undefined {
+  const match = /^(\d+) (\[.*\])$/.exec(line);
+  if (match === null) return undefined;
+  let fields: unknown;
+  try {
+    fields = JSON.parse(match[2] ?? '');
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(fields) || fields.length !== 6) return undefined;
+  const [file, ino, birth, urlPath, expiresAt, staleWhileRevalidateMs] = fields as unknown[];
+  if (typeof file !== 'string' || typeof urlPath !== 'string' || ![ino, birth, expiresAt, staleWhileRevalidateMs].every((value) => typeof value === 'number')) return undefined;
+  return { file, at: Number(match[1]), ino: ino as number, birth: birth as number, urlPath, expiresAt: expiresAt as number, staleWhileRevalidateMs: staleWhileRevalidateMs as number };
 }
 
 async function readdir(dir: string): Promise<string[]> {

@@ -1,11 +1,12 @@
 /**
- * What is cached: each stored file with its index record, filtered by tag (through the tag log, so
- * O(files under the tag)) or by URL-path prefix (through the tree under it).
+ * What is cached: each stored file with its meta record, filtered by tag (through the tag log) or by
+ * URL-path prefix (through the tree under it). The meta records are read whole (store/meta-log.ts).
  */
-import fs from 'node:fs/promises';
 import type { CacheRoot } from './cache-root.js';
 import { globFiles } from './glob.js';
 import { parseGlobs, parsePrefixArgument, parseTagArgument } from './purge.js';
+import { SIBLING_SUFFIXES } from './store/store.js';
+import { impliedUrlPath } from './url-path.js';
 
 export interface ListedEntry {
   /** URL path it was stored for (from the index; derived from the file name if the record is missing). */
@@ -40,23 +41,23 @@ export async function listEntries(root: CacheRoot, filter: { tag?: string; prefi
     files = files.filter((file) => matched.has(file));
   }
 
+  const index = await root.store.meta.load();
   const entries: ListedEntry[] = [];
   const tags = new Set<string>();
   let bytes = 0;
   for (const file of files) {
-    const absolute = root.store.resolve(file);
     // Not through a symlinked directory, and not a symlink itself (isFile below).
     const stats = await root.store.fileStats(file);
-    if (absolute === undefined || stats === undefined || !stats.isFile()) continue;
-    const meta = await root.store.readMeta(file);
+    if (stats === undefined || !stats.isFile()) continue;
+    const meta = index.current(file, stats);
     // The log may still list a file re-rendered without the tag; ls shows what is tagged now.
     if (tag !== undefined && meta !== undefined && !meta.tags.includes(tag)) continue;
     const siblings: string[] = [];
-    for (const suffix of ['.gz', '.br']) if (await fs.lstat(absolute + suffix).catch(() => undefined)) siblings.push(suffix);
+    for (const suffix of SIBLING_SUFFIXES) if ((await root.store.fileStats(file + suffix)) !== undefined) siblings.push(suffix);
     for (const entryTag of meta?.tags ?? []) tags.add(entryTag);
     bytes += stats.size;
     entries.push({
-      urlPath: meta?.urlPath ?? `/${file.replace(/(^|\/)index\.html$/, '$1')}`,
+      urlPath: meta?.urlPath ?? impliedUrlPath(file),
       file,
       size: stats.size,
       mediaType: meta?.mediaType,

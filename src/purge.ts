@@ -11,7 +11,7 @@ import { fetchPage, type PageOutcome } from './crawl/fetch-page.js';
 import { globFiles, parseGlobArgument, type GlobArgument } from './glob.js';
 import { parseOrigin } from './origin.js';
 import { normalizeTag } from './policy.js';
-import { REFUSAL_MESSAGES, decodePath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
+import { REFUSAL_MESSAGES, decodePath, impliedUrlPath, splitAbsoluteUrl, toCachePath, type CachePath } from './url-path.js';
 
 export interface PurgeSelector {
   /**
@@ -94,6 +94,9 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
 
   const releases: Array<() => Promise<void>> = [];
   const selected = new Set<string>(paths.map((target) => target.file));
+  // The URL path each selected page was stored for, which a refresh fetches: a path argument names its
+  // own, a tag's records carry theirs; for a prefix, a glob or everything the meta index is read.
+  const urlPaths = new Map<string, string>(paths.map((target) => [target.file, target.urlPath]));
   for (const tag of tags) {
     if (dryRun) {
       for (const file of await root.tags.files(tag)) selected.add(file);
@@ -101,17 +104,27 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
       const taken = await root.tags.take(tag);
       releases.push(taken.release);
       for (const file of taken.files) selected.add(file);
+      for (const [file, urlPath] of taken.urlPaths) if (!urlPaths.has(file)) urlPaths.set(file, urlPath);
     }
   }
-  if (prefix !== undefined) for (const file of await root.store.list(prefix.dir, prefix.namePrefix)) selected.add(file);
-  if (selector.all === true) for (const file of await root.store.list()) selected.add(file);
-  if (globs.length > 0) for (const file of await globFiles(root.root, globs)) selected.add(file);
+  const listed: string[] = [];
+  if (prefix !== undefined) listed.push(...(await root.store.list(prefix.dir, prefix.namePrefix)));
+  if (selector.all === true) listed.push(...(await root.store.list()));
+  if (globs.length > 0) listed.push(...(await globFiles(root.root, globs)));
+  for (const file of listed) selected.add(file);
+  if (refresh !== undefined && listed.length > 0) {
+    const index = await root.store.meta.load();
+    for (const file of listed) {
+      const meta = urlPaths.has(file) ? undefined : index.current(file, await root.store.fileStats(file));
+      if (meta !== undefined) urlPaths.set(file, meta.urlPath);
+    }
+  }
 
   const result: PurgeResult = { removed: [], refreshed: [], failed: [] };
   if (dryRun) {
     for (const file of selected) if (await root.store.exists(file)) result.removed.push(file);
   } else if (refresh !== undefined) {
-    await refreshFiles(root, [...selected], refresh, result, at);
+    await refreshFiles(root, [...selected], refresh, result, at, urlPaths);
   } else {
     for (const file of selected) if (await root.store.remove(file)) result.removed.push(file);
   }
@@ -127,15 +140,15 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
  * refused by the policy, network error, a write the disk refuses) is deleted, so nothing stale
  * outlives the purge. `recordedAt` is when the purge that selected them was recorded: a render that
  * starts in that same millisecond counts as started before the purge (it may have read old data) and
- * would be refused, so the fetches start once the clock has passed it.
+ * would be refused, so the fetches start once the clock has passed it. `urlPaths` gives the URL path a
+ * file was stored for where its name does not say (`/x` as `x/index.html`).
  */
-export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult, recordedAt: number): Promise<void> {
+export async function refreshFiles(root: CacheRoot, files: readonly string[], options: RefreshOptions, result: PurgeResult, recordedAt: number, urlPaths: ReadonlyMap<string, string>): Promise<void> {
   while (Date.now() <= recordedAt) await new Promise((resolve) => setTimeout(resolve, 1));
   const limit = pLimit(options.concurrency ?? 8);
   await Promise.all(files.map((file) => limit(async () => {
     if (!(await root.store.exists(file))) return;
-    const meta = await root.store.readMeta(file);
-    const target = targetFor(file, meta?.urlPath);
+    const target = targetFor(file, urlPaths.get(file));
     let outcome: PageOutcome = { outcome: 'skipped', reason: 'its URL path cannot be recovered' };
     if (target !== undefined) {
       outcome = await fetchPage(root, target, {
@@ -154,10 +167,9 @@ export async function refreshFiles(root: CacheRoot, files: readonly string[], op
   })));
 }
 
-/** The page a file was stored for: its meta's URL path, or the path the file name implies. */
+/** The page a file was stored for: the URL path recorded for it, or the path the file name implies. */
 export function targetFor(file: string, urlPath: string | undefined): CachePath | undefined {
-  const fromName = file === 'index.html' ? '/' : `/${file.replace(/(^|\/)index\.html$/, '/')}`;
-  for (const candidate of [urlPath, fromName]) {
+  for (const candidate of [urlPath, impliedUrlPath(file)]) {
     if (candidate === undefined) continue;
     const mapped = toCachePath(encodePathForMapping(candidate));
     if (mapped.ok && mapped.value.file === file) return mapped.value;

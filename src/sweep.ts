@@ -4,14 +4,10 @@
  * of seconds past, abandoned temp files. Running processes act on expiry by themselves (expiry.ts);
  * a sweep from cron covers the time none runs.
  */
-import { constants } from 'node:fs';
-import fs from 'node:fs/promises';
-import { O_NOFOLLOW } from './no-follow.js';
-import path from 'node:path';
 import type { CacheRoot } from './cache-root.js';
 import { parseOrigin } from './origin.js';
 import { refreshFiles, type PurgeResult, type RefreshOptions } from './purge.js';
-import type { EntryMeta } from './store/store.js';
+import type { MetaRecord } from './store/meta-log.js';
 
 export interface SweepOptions {
   /** Fetch expired pages again instead of deleting them; a failed refresh deletes. */
@@ -19,7 +15,7 @@ export interface SweepOptions {
 }
 
 export interface SweepResult extends PurgeResult {
-  /** Index records dropped because their file was gone. */
+  /** Meta records dropped because the version of the file they describe was gone (or never placed). */
   orphans: number;
 }
 
@@ -30,37 +26,25 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   const now = Date.now();
   const result: SweepResult = { removed: [], refreshed: [], failed: [], orphans: 0 };
 
-  const expired: string[] = [];
-  for (const entry of await fs.readdir(root.store.metaDir, { withFileTypes: true }).catch(() => [])) {
-    // A symlinked bucket is not entered: the sweep would delete what it takes for stray records there.
-    if (!entry.isDirectory()) continue;
-    const bucket = entry.name;
-    for (const name of await fs.readdir(path.join(root.store.metaDir, bucket)).catch(() => [] as string[])) {
-      const metaPath = path.join(root.store.metaDir, bucket, name);
-      const meta = await readJson(metaPath);
-      if (meta === undefined || typeof meta.file !== 'string') {
-        await root.store.removeMetaRecord(metaPath);
-        result.orphans++;
-      } else if (!(await root.store.exists(meta.file))) {
-        // A writer records the meta just before renaming its file in; leave young ones alone.
-        if (now - meta.storedAt > root.invalidations.maxRenderMs) {
-          await root.store.removeMetaRecord(metaPath);
-          result.orphans++;
-        }
-      } else if (meta.expiresAt !== null && meta.expiresAt <= now) {
-        expired.push(meta.file);
-      }
-    }
+  const expired: MetaRecord[] = [];
+  const index = await root.store.meta.load();
+  for (const file of index.files()) {
+    const meta = index.current(file, await root.store.fileStats(file));
+    if (meta !== undefined && meta.expiresAt !== null && meta.expiresAt <= now) expired.push(meta);
   }
+  const files = expired.map((meta) => meta.file);
 
   // Like a purge: a render that started before this sweep must not put an expired page back.
-  await root.invalidations.recordFiles(expired, now);
+  await root.invalidations.recordFiles(files, now);
   if (refresh !== undefined) {
-    await refreshFiles(root, expired, refresh, result, now);
+    await refreshFiles(root, files, refresh, result, now, new Map(expired.map((meta) => [meta.file, meta.urlPath])));
   } else {
-    for (const file of expired) if (await root.store.remove(file)) result.removed.push(file);
+    // Only the version found expired: one stored since (by a render that began after `now`) stays.
+    for (const meta of expired) if (await root.store.unplace(meta.file, meta.ino)) result.removed.push(meta.file);
   }
 
+  // The records of files that are gone, or never arrived (a killed writer's), are dropped.
+  result.orphans = await root.store.meta.compact();
   for (const log of await root.tags.allLogs()) await root.compact(log);
   await root.invalidations.prune(now);
   // Every page those logs name that had expired by now was found above, by its meta.
@@ -69,12 +53,4 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   // Its records may have used the reserve on a full disk (invalidation.ts); set it aside again.
   await root.store.keepReserve();
   return result;
-}
-
-async function readJson(file: string): Promise<EntryMeta | undefined> {
-  try {
-    return JSON.parse(await fs.readFile(file, { encoding: 'utf8', flag: constants.O_RDONLY | O_NOFOLLOW })) as EntryMeta;
-  } catch {
-    return undefined;
-  }
 }

@@ -149,6 +149,11 @@ export const REFUSAL_MESSAGES: Readonly<Record<PathRefusal, string>> = {
   'ambiguous-index': 'its index.html would sit in a directory named like a file (/x.css/), which nginx also serves for /x.css',
 };
 
+/** The URL path a stored file answers when nothing else is known of it: `a/index.html` is `/a/`. */
+export function impliedUrlPath(file: string): string {
+  return `/${file.replace(/(^|\/)index\.html$/, '$1')}`;
+}
+
 /**
  * Whether `target` lies below directory `base` (not `base` itself), by `path.relative`: `..x` is a
  * name inside, only `..` as a whole segment leaves.

@@ -20,6 +20,7 @@ import { PageBody } from '../src/page-body.js';
 import {
   Gate, cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, setUpSuite, startCachedSite, startNginx,
   startServer, stopCachedSite, tempDir, waitFor, type CachedSite, type Server,
+  readMeta,
 } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -100,7 +101,7 @@ steps('nothing is served before the batch is renamed into place, the whole page 
   const observed = new Map<CommitStep, { served: string[]; tagged: string[]; meta: number; temps: number }>();
   const { seen } = onBatchStep(async (step) => {
     const tagged = await root.tags.files('t');
-    const meta = (await Promise.all(FILES.map((file) => root.store.readMeta(file)))).filter((entry) => entry !== undefined).length;
+    const meta = (await Promise.all(FILES.map((file) => readMeta(root, file)))).filter((entry) => entry !== undefined).length;
     const temps = (await fs.readdir(root.store.tempDir)).length;
     observed.set(step, { served: await Promise.all(PAGES.map((page) => served(site, page))), tagged, meta, temps });
   });
@@ -134,21 +135,21 @@ steps('a compaction of the tag log in the middle of the batch loses none of its 
   assert.equal(result.removed.filter((file) => FILES.includes(file)).sort(), FILES, 'so a purge by tag removes every page');
 });
 
-steps('a meta record taken between its write and the rename is written again, while the batch\'s file is in place', async (site) => {
+steps('meta records taken between their append and the renames are appended again, while the batch\'s files are in place', async (site) => {
   if (!hasNginx) return;
   await site.cache.purge({ all: true });
   const root = new CacheRoot(site.root);
-  // What a purge recorded before these renders began (so it refuses none of them) does when it reads
-  // the tag log between place's meta write and its rename: it removes the record and finds no file.
-  // Its effect, made at the step after the rename, since the hook cannot stop a batch inside place.
+  // What a compaction of the meta index (or a purge --all) does when it takes the segments between the
+  // batch's append and its renames: it judges the records by a tree without the pages, and drops them.
+  // Its effect, made at the step after the renames, since the hook cannot stop a batch inside placed.
   const { seen } = onBatchStep(async (step) => {
     if (step !== 'rechecked') return;
-    await Promise.all(FILES.map((file) => fs.rm(root.store.metaPathFor(file))));
-    for (const file of FILES) assert.is(await root.store.readMeta(file), undefined);
+    for (const name of await fs.readdir(root.store.metaDir)) await fs.rm(path.join(root.store.metaDir, name));
+    for (const file of FILES) assert.is(await readMeta(root, file), undefined);
   });
   await renderBatch(site);
   assert.ok(seen.includes('rechecked') && seen.includes('done'));
-  for (const file of FILES) assert.ok((await root.store.readMeta(file)) !== undefined, `${file} has its meta record again`);
+  for (const file of FILES) assert.ok((await readMeta(root, file)) !== undefined, `${file} has its meta record again`);
   for (const page of PAGES) assert.is(await served(site, page), 'hit');
 });
 
@@ -187,7 +188,7 @@ for (const at of COMMIT_STEPS.filter((step) => step !== 'done')) {
       for (const page of PAGES) assert.is(await served(site, page), 'miss', `${page} is not served after the purge`);
       assert.equal((await listFiles(site.root)).filter((file) => FILES.includes(file)), [], 'no page of the batch on disk');
       const root = new CacheRoot(site.root);
-      for (const file of FILES) assert.is(await root.store.readMeta(file), undefined, `no meta record left for ${file}`);
+      for (const file of FILES) assert.is(await readMeta(root, file), undefined, `no meta record left for ${file}`);
       // A refused page's temp file is removed as it is refused (not awaited by idle(): waited for here).
       await waitFor(async () => (await fs.readdir(root.store.tempDir)).length === 0, 5000, 'the refused pages\' temp files to be removed');
       // Up to the rename the batch refuses its pages; after it, the purge itself removes them.
@@ -226,7 +227,7 @@ purged('a purge between the check and the rename: the recheck removes this batch
     assert.equal(replaced, { stored: true }, 'the newer /a was stored over the batch\'s');
     assert.equal((await listFiles(site.root)).filter((file) => FILES.includes(file)), ['a/index.html'], 'only the newer /a is on disk');
     assert.is(await fs.readFile(path.join(site.root, 'a/index.html'), 'utf8'), newer);
-    assert.ok((await other.store.readMeta('a/index.html')) !== undefined, 'and its meta record');
+    assert.ok((await readMeta(other, 'a/index.html')) !== undefined, 'and its meta record');
   } finally {
     setCommitHook(undefined);
     await stopCachedSite(site);
@@ -452,6 +453,30 @@ setUpSuite(flushes, async (context) => {
   assert.is(refreshed.length, 20, 'one rename into the tree a page');
   assert.equal(refreshed.filter((rename) => !rename.flushed), [], 'refresh: each flushed before its rename');
   assert.match(await fs.readFile(path.join(root, 'c/0/index.html'), 'utf8'), /v2/);
+});
+
+(hasStrace ? flushes : flushes.skip)('a batch appends its index records once: one write to the meta index, the tag log and the expiry log each', async (context) => {
+  const root = path.join(context.dir, 'batch');
+  const trace = path.join(context.dir, 'batch.trace');
+  const child = spawn('strace', ['-f', '-qq', '-y', '-e', 'trace=write,writev,pwrite64,rename', '-o', trace, process.execPath, '--import', 'tsx', 'test/workers/batch.ts', root, '64'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const { code, stderr } = await exited(child);
+  assert.is(code, 0, stderr);
+  assert.equal(JSON.parse(stdout), { batches: 1, stored: 64 }, 'the 64 pages went as one batch');
+  const lines = (await fs.readFile(trace, 'utf8')).split('\n');
+  const writesTo = (part: string): number => lines.filter((line) => new RegExp(`\\b(?:write|writev|pwrite64)\\(\\d+<[^>]*/\\.prerender/${part}/`).test(line)).length;
+  assert.is(writesTo('meta'), 1, 'one write of the 64 meta records');
+  assert.is(writesTo('tags'), 1, 'one append to the tag log');
+  assert.is(writesTo('expiry'), 1, 'one append to the second\'s expiry log');
+  assert.is(lines.filter((line) => /\brename\("[^"]+", "[^"]*\/\.prerender\/meta\//.test(line)).length, 0, 'no meta file renamed in a page');
+  const index = await new CacheRoot(root).store.meta.load();
+  assert.is(index.size, 64, 'and the index knows every page');
 });
 
 flushes.run();

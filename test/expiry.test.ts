@@ -12,6 +12,7 @@ import { createCache } from '../src/index.js';
 import {
   listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, sleep, startCachedSite, startServer, stopCachedSite, tempDir, waitFor,
   type CachedSite, type Server,
+  readMeta,
 } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -51,7 +52,7 @@ async function firstMiss(port: number, target: string, notBefore: number, timeou
 }
 
 async function expiryOf(root: string, file: string): Promise<number> {
-  const meta = await new CacheRoot(root).store.readMeta(file);
+  const meta = await readMeta(new CacheRoot(root), file);
   assert.ok(meta !== undefined && meta.expiresAt !== null, `${file} has an expiry`);
   return meta?.expiresAt ?? 0;
 }

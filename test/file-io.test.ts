@@ -11,7 +11,7 @@ import { CacheRoot, entryFor } from '../src/cache-root.js';
 import { fileIo } from '../src/file-io.js';
 import type { StorableResponse } from '../src/policy.js';
 import { toCachePath } from '../src/url-path.js';
-import { listFiles, removeDir, tempDir } from './helpers.js';
+import { listFiles, readMeta, removeDir, tempDir } from './helpers.js';
 import { PageBody } from '../src/page-body.js';
 
 const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
@@ -100,7 +100,7 @@ const CREATE = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY;
         const result = await root.commit(temp, entryFor(target.value, response, renderedAt, temp.bytes));
         assert.equal(result, { stored: true }, urlPath);
         assert.is(await fs.readFile(path.join(dir, target.value.file), 'utf8'), `page ${urlPath}`);
-        assert.is((await root.store.readMeta(target.value.file))?.urlPath, urlPath);
+        assert.is((await readMeta(root, target.value.file))?.urlPath, urlPath);
       }
       assert.equal((await listFiles(dir)).sort(), ['a/b/index.html', 'café/index.html', 'index.html', 'style.css']);
       // No temp file is left behind.

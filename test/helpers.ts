@@ -14,6 +14,7 @@ import { createCache, type Cache, type CacheOptions } from '../src/cache.js';
 import type { CacheRoot } from '../src/cache-root.js';
 import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
 import { PageBody } from '../src/page-body.js';
+import type { MetaRecord } from '../src/store/meta-log.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const cliPath = path.join(repoRoot, 'bin', 'prerender.js');
@@ -450,4 +451,12 @@ export async function storePage(root: CacheRoot, urlPath: string, tags: readonly
     mediaType: 'text/html', size: body.byteLength, mtime: Math.floor(now / 1000),
   });
   if (!result.stored) throw new Error(`${file} was not stored: ${result.reason}`);
+}
+
+/**
+ * The meta record of the file stored at `file` now, read through the whole meta index (as ls does);
+ * undefined when none describes the version in place.
+ */
+export async function readMeta(root: CacheRoot, file: string): Promise<MetaRecord | undefined> {
+  return (await root.store.meta.load()).current(file, await root.store.fileStats(file));
 }

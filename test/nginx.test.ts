@@ -186,16 +186,14 @@ const served: Array<{ why: string; lines: string[] }> = [
 
 (hasNginx ? mapping : mapping.skip)('the state directory is never served', async (context) => {
   await context.cache.idle();
-  const metaDir = path.join(context.root, '.prerender', 'meta');
-  const [bucket] = await fs.readdir(metaDir);
-  const [record] = await fs.readdir(path.join(metaDir, bucket ?? ''));
+  const [segment] = await fs.readdir(path.join(context.root, '.prerender', 'meta'));
   const tagsDir = path.join(context.root, '.prerender', 'tags');
   const [tagBucket] = await fs.readdir(tagsDir);
   const [tagLog] = await fs.readdir(path.join(tagsDir, tagBucket ?? ''));
   // Files that exist, not only directories: without the deny rule nginx would serve these from disk
   // (a directory falls through to the app, which answers 404 anyway).
-  const files = [`/.prerender/meta/${bucket}/${record}`, `/.prerender/tags/${tagBucket}/${tagLog}`, '/.prerender/reserve'];
-  for (const target of ['/.prerender', '/.prerender/', `/.prerender/meta/${bucket}/`, '/.prerender/tmp/', ...files]) {
+  const files = [`/.prerender/meta/${segment}`, `/.prerender/tags/${tagBucket}/${tagLog}`, '/.prerender/reserve'];
+  for (const target of ['/.prerender', '/.prerender/', '/.prerender/meta/', `/.prerender/tags/${tagBucket}/`, '/.prerender/tmp/', ...files]) {
     const reply = await request(context.nginx.port, target);
     assert.is(reply.status, 404, target);
     assert.is(reply.headers['x-cache'], undefined, `${target}: answered by the deny rule, not from disk or the app`);

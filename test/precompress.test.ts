@@ -12,7 +12,7 @@ import { pages, siteHandler } from '../fixtures/site/app.js';
 import { CacheRoot } from '../src/cache-root.js';
 import type { FileIo } from '../src/file-io.js';
 import { brotliModuleInstalled } from '../src/nginx-config.js';
-import type { EntryMeta } from '../src/store/store.js';
+import type { EntryMeta } from '../src/store/meta-log.js';
 import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';
 import { PageBody } from '../src/page-body.js';
 

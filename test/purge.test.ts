@@ -11,7 +11,8 @@ import { pages, siteHandler } from '../fixtures/site/app.js';
 import { PrerenderError, createCache, type Cache, type PurgeSelector } from '../src/index.js';
 import { CacheRoot } from '../src/cache-root.js';
 import { purge } from '../src/purge.js';
-import { Store, type EntryMeta } from '../src/store/store.js';
+import type { EntryMeta } from '../src/store/meta-log.js';
+import { Store } from '../src/store/store.js';
 import { Gate, listFiles, nginxAvailable, removeDir, request, runCli, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite, type Server } from './helpers.js';
 import { PageBody } from '../src/page-body.js';
 
@@ -328,7 +329,7 @@ interface BadContext {
 
 const records = suite('index records survive a purge that raced the rename');
 
-records('a record taken while its file was not yet placed is written again, never for another version', async () => {
+records('a meta record taken while its file was not yet placed is written again, and describes only its own version', async () => {
   const dir = await tempDir();
   const root = path.join(dir, 'cache');
   const cache = createCache({ root, log: () => undefined });
@@ -341,16 +342,21 @@ records('a record taken while its file was not yet placed is written again, neve
     await request(app.port, '/page');
     await cache.idle();
     const store = new Store(root);
-    const meta = await store.readMeta('page/index.html');
+    const stats = await store.fileStats('page/index.html');
+    const meta = (await store.meta.load()).current('page/index.html', stats);
     assert.ok(meta, 'stored with a record');
     if (meta === undefined) return;
-    const inode = (await fs.stat(path.join(root, 'page', 'index.html'))).ino;
-    // What the purge leaves when it runs between the record's write and the file's rename.
-    await fs.rm(store.metaPathFor('page/index.html'));
-    await store.restoreMeta(meta, inode + 1);
-    assert.is(await store.readMeta('page/index.html'), undefined, 'another version in place: not ours to describe');
-    await store.restoreMeta(meta, inode);
-    assert.equal(await store.readMeta('page/index.html'), meta);
+    assert.is(meta.urlPath, '/page');
+    const appended = await store.meta.append([meta]);
+    // What a compaction (or purge --all) that took the segments before the rename leaves.
+    for (const name of await fs.readdir(store.metaDir)) await fs.rm(path.join(store.metaDir, name));
+    assert.is((await store.meta.load()).current('page/index.html', stats), undefined, 'the record is gone with its segment');
+    await store.meta.ensureIndexed(appended);
+    assert.equal((await store.meta.load()).current('page/index.html', stats), meta, 'appended again once seen gone');
+    // Another version in place (same path, another file): the record is not its to describe.
+    await fs.writeFile(path.join(root, 'page', 'other'), '<p>other</p>');
+    await fs.rename(path.join(root, 'page', 'other'), path.join(root, 'page', 'index.html'));
+    assert.is((await store.meta.load()).current('page/index.html', await store.fileStats('page/index.html')), undefined);
   } finally {
     await app.close();
     await cache.close();

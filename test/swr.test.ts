@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
-import { nginxAvailable, request, setUpSuite, sleep, startNginx, startServer, stopCachedSite, tempDir, waitFor, type CachedSite } from './helpers.js';
+import { nginxAvailable, readMeta, request, setUpSuite, sleep, startNginx, startServer, stopCachedSite, tempDir, waitFor, type CachedSite } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 
@@ -36,7 +36,7 @@ function app(site: Site) {
 }
 
 async function expiresAt(root: string, file: string): Promise<number> {
-  const meta = await new CacheRoot(root).store.readMeta(file);
+  const meta = await readMeta(new CacheRoot(root), file);
   assert.ok(meta?.expiresAt !== null && meta?.expiresAt !== undefined, `${file} has an expiry`);
   return meta?.expiresAt ?? 0;
 }

@@ -164,7 +164,7 @@ state('a tag log that is a symlink: stores do not append to its target, purge do
   await assertVictimUntouched(context, 'purge of a linked tag log');
 });
 
-state('a tag-log bucket or a meta bucket that is a symlink: nothing written, appended or deleted there', async (context) => {
+state('a tag-log bucket or a meta segment that is a symlink: nothing written, appended or deleted there', async (context) => {
   const bucket = path.dirname(tagLog(context.root, 'post'));
   await fs.rm(bucket, { recursive: true, force: true });
   await fs.symlink(context.victim, bucket);

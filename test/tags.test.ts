@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CacheRoot } from '../src/cache-root.js';
 import { createCache } from '../src/index.js';
 import { purge } from '../src/purge.js';
-import { killMidWrite, listFiles, removeDir, repoRoot, request, runCli, runNode, sleep, startServer, tempDir } from './helpers.js';
+import { killMidWrite, listFiles, readMeta, removeDir, repoRoot, request, runCli, runNode, sleep, startServer, tempDir } from './helpers.js';
 
 interface Written {
   file: string;
@@ -119,9 +119,9 @@ killed('a torn record in a tag log is skipped and does not hide the next one', a
   try {
     const cacheRoot = new CacheRoot(path.join(dir, 'cache'));
     await cacheRoot.store.init();
-    await cacheRoot.tags.append('t', ['a/index.html']);
+    await cacheRoot.tags.append('t', [{ file: 'a/index.html', urlPath: '/a/' }]);
     await fs.appendFile(cacheRoot.tags.logPath('t'), '\nb/index.html\t123'); // torn: bad checksum, no newline
-    await cacheRoot.tags.append('t', ['c/index.html']);
+    await cacheRoot.tags.append('t', [{ file: 'c/index.html', urlPath: '/c' }]);
     await fs.appendFile(cacheRoot.tags.logPath('t'), '\ngarbage without a tab');
     assert.equal((await cacheRoot.tags.files('t')).sort(), ['a/index.html', 'c/index.html']);
   } finally {
@@ -169,7 +169,7 @@ hostileTags('huge headers, thousands of tags, control characters, unicode, case 
     for (let i = 0; i < 1000; i += 37) assert.equal(await index.tags.files(`tag-number-${String(i).padStart(5, '0')}`), ['many/index.html']);
     assert.equal(await index.tags.files('foo'), ['cases/index.html']);
     assert.equal(await index.tags.files('../../etc/passwd'), ['paths/index.html']);
-    const meta = await index.store.readMeta('cases/index.html');
+    const meta = await readMeta(index, 'cases/index.html');
     assert.equal(meta?.tags, ['foo']);
 
     const unicode = await runCli(['purge', '--tag', 'CAFÉ', '--json', '--root', root]);

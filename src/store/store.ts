@@ -3,16 +3,17 @@
  * same file system (under the state directory, which nginx denies), written, fsynced, chmod 0644 and
  * renamed over the target, so nginx sees the old file or the new one and never a part.
  */
-import { createHash } from 'node:crypto';
 import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from '../errors.js';
 import { fileIo, type FileIo } from '../file-io.js';
-import { NoFollow, O_NOFOLLOW } from '../no-follow.js';
+import { NoFollow } from '../no-follow.js';
 import type { PageBody } from '../page-body.js';
 import { STATE_DIR, isBelow, resolveInRoot } from '../url-path.js';
 import { inUse, ownedName, ownerOf } from '../owner.js';
+import { MetaLog } from './meta-log.js';
+import { RecordLogs } from './record-log.js';
 import { DIR_MODE, FILE_MODE, makeDirectories, placeFile, pruneEmptyDirectories, umaskStrips } from './disk.js';
 import { refuseSwapBase, rootError } from './root-checks.js';
 import { TempFile, type StagedFile } from './temp-file.js';
@@ -39,25 +40,6 @@ export interface StoreOptions {
   rootMayBeLink?: boolean;
 }
 
-/** What the index keeps about one stored file (`.prerender/meta/<hash>.json`). */
-export interface EntryMeta {
-  /** Decoded URL path the file was stored for, e.g. `/café/`. */
-  urlPath: string;
-  /** File relative to the root, `/`-separated. */
-  file: string;
-  tags: string[];
-  /** Epoch ms when the render that produced it started. */
-  renderedAt: number;
-  storedAt: number;
-  expiresAt: number | null;
-  /** `stale-while-revalidate` in ms: past expiresAt, the page is refreshed in place for this long. */
-  staleWhileRevalidateMs?: number;
-  mediaType: string;
-  size: number;
-  /** The file's mtime in whole seconds, which nginx turns into Last-Modified and the ETag (validators.ts). */
-  mtime: number;
-}
-
 export type SiblingSuffix = typeof SIBLING_SUFFIXES[number];
 
 
@@ -75,6 +57,10 @@ export class Store {
   readonly stateDir: string;
   readonly tempDir: string;
   readonly metaDir: string;
+  /** The meta records of the files in the tree (meta-log.ts). */
+  readonly meta: MetaLog;
+  /** The record logs of the state directory, for the indexes kept there (record-log.ts). */
+  readonly logs: RecordLogs;
   private readonly durable: boolean;
   private readonly io: FileIo;
   /** Checks that no directory below the root is a symlink before it is used (no-follow.ts). */
@@ -90,6 +76,8 @@ export class Store {
     this.durable = options.durable ?? true;
     this.io = fileIo;
     this.noFollow = new NoFollow(this.root, this.io);
+    this.logs = new RecordLogs(this.noFollow);
+    this.meta = new MetaLog(this.metaDir, this.logs, (file) => this.fileStats(file));
     this.rootMayBeLink = options.rootMayBeLink ?? true;
   }
 
@@ -230,12 +218,14 @@ export class Store {
       if (isErrno(error, 'ENOENT')) this.ready = undefined;
       throw error;
     });
-    const staged: StagedFile = { temp: file, fd, inode: 0, placed: false };
+    const staged: StagedFile = { temp: file, fd, inode: 0, birth: 0, placed: false };
     try {
       await this.io.writev(fd, body.chunks);
       if (umaskStrips(FILE_MODE)) await this.io.fchmod(fd, FILE_MODE);
       await this.io.futimes(fd, mtime);
-      staged.inode = (await this.io.fstat(fd)).ino;
+      const stats = await this.io.fstat(fd);
+      staged.inode = stats.ino;
+      staged.birth = stats.birthtimeMs;
       return staged;
     } catch (error) {
       await this.unstage(staged);
@@ -276,17 +266,16 @@ export class Store {
   }
 
   /**
-   * Moves a flushed staged file into place at `meta.file` after recording its meta. A file standing
-   * where a directory is needed, or a directory where the file goes, is left alone and the entry
-   * skipped (the staged file is then removed).
+   * Moves a flushed staged file into place at `file` (its meta was recorded with its batch). A file
+   * standing where a directory is needed, or a directory where the file goes, is left alone and the
+   * entry skipped (the staged file is then removed).
    */
-  async place(staged: StagedFile, meta: EntryMeta): Promise<PlaceResult> {
-    const absolute = this.resolve(meta.file);
+  async place(staged: StagedFile, file: string): Promise<PlaceResult> {
+    const absolute = this.resolve(file);
     if (absolute === undefined) {
       await this.unstage(staged);
       return { stored: false, reason: 'path outside the root or too long' };
     }
-    await this.writeMeta(meta);
     // Precompressed siblings of the old version must not outlive it: nginx would serve them to
     // clients that accept gzip while others get the new page.
     // A new file has none (only a version in place can), which spares two failing unlinks per write;
@@ -312,7 +301,6 @@ export class Store {
     }
     if (!placed.ok) {
       await this.unstage(staged);
-      await fs.rm(this.metaPathFor(meta.file), { force: true });
       return { stored: false, reason: placed.reason };
     }
     staged.placed = true;
@@ -359,12 +347,6 @@ export class Store {
     temp.moved();
   }
 
-  /** Removes a meta record the sweep found stray (its file gone, or unreadable). */
-  async removeMetaRecord(metaPath: string): Promise<void> {
-    if (!isBelow(this.metaDir, metaPath)) throw new Error(`${metaPath} is not a meta record of ${this.root}`);
-    await fs.rm(metaPath, { force: true });
-  }
-
   /**
    * Removes the whole tree and `indexDirs` (the index): each is moved aside into the temp directory,
    * then deleted there, so nginx sees each subtree go at once, never a half-deleted one. Resolves to
@@ -378,7 +360,7 @@ export class Store {
     // The index first, then the pages. A write that began after this purge (so may store) and lands in
     // between is then whole either way: its page goes with the tree, or it is placed after the tree
     // moved, and then its index records, taken with the index, are seen to be gone and written again
-    // (commit.ts, steps 7 and restoreMeta). The other order could take a new page's records with
+    // (commit.ts, step 7). The other order could take a new page's records with
     // the index after that write had checked them, and leave the page unindexed.
     for (const index of [this.metaDir, ...indexDirs]) {
       await fs.rename(index, path.join(trash, `.${path.basename(index)}`)).catch(() => undefined);
@@ -407,24 +389,6 @@ export class Store {
     if (absolute === undefined) return undefined;
     const stats = await this.noFollow.lstat(absolute).catch(() => undefined);
     return stats?.isFile() === true ? stats.ino : undefined;
-  }
-
-  /**
-   * Writes `meta` again if its record is gone while this version of the file (by inode) is in place:
-   * a purge that read the file's tag log between `place`'s record write and its rename removes the
-   * record but finds no file yet. Without this the file would stay unlisted and never expire.
-   */
-  async restoreMeta(meta: EntryMeta, inode: number): Promise<void> {
-    if ((await this.io.stat(this.metaPathFor(meta.file)).catch(() => undefined)) !== undefined) return;
-    const absolute = this.resolve(meta.file);
-    if (absolute === undefined) return;
-    const stats = await this.noFollow.lstat(absolute).catch(() => undefined);
-    if (stats?.ino === inode) await this.writeMeta(meta);
-  }
-
-  metaPathFor(file: string): string {
-    const hash = createHash('sha1').update(file).digest('hex');
-    return path.join(this.metaDir, hash.slice(0, 2), `${hash}.json`);
   }
 
   /**
@@ -471,42 +435,10 @@ export class Store {
     return this.noFollow.lstat(absolute).catch(() => undefined);
   }
 
-  async readMeta(file: string): Promise<EntryMeta | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(this.metaPathFor(file), { encoding: 'utf8', flag: fsConstants.O_RDONLY | O_NOFOLLOW })) as EntryMeta;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private async writeMeta(meta: EntryMeta): Promise<void> {
-    const temp = this.openTemp();
-    try {
-      temp.write(Buffer.from(JSON.stringify(meta)));
-      // Not fsynced: after a power cut a lost record costs a file its ls/sweep details, never a page;
-      // its tags are in the tag logs, and the page itself is fsynced.
-      await temp.finish(false);
-      const target = this.metaPathFor(meta.file);
-      const bucket = path.dirname(target);
-      // At every write, not once a process: a link can be put in a bucket's place at any time.
-      await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
-      try {
-        await this.io.rename(temp.path, target);
-      } catch (error) {
-        // The bucket was removed since (purge --all, a deleted state directory): make it again.
-        if (!isErrno(error, 'ENOENT')) throw error;
-        await this.noFollow.ensureStateDir(bucket, DIR_MODE, umaskStrips(DIR_MODE));
-        await this.io.rename(temp.path, target);
-      }
-      temp.moved();
-    } finally {
-      await temp.discard();
-    }
-  }
-
   /**
-   * Removes a stored file with its precompressed siblings and meta, then the directories it leaves
-   * empty (never the root). Returns false when there was no such file.
+   * Removes a stored file with its precompressed siblings, then the directories it leaves empty
+   * (never the root); its meta records count for nothing once it is gone (meta-log.ts). Returns false
+   * when there was no such file.
    */
   async remove(file: string): Promise<boolean> {
     const absolute = this.resolve(file);
@@ -514,10 +446,7 @@ export class Store {
     let existed = false;
     // Only regular files of the tree, reached without a symlink: a purge never deletes through a link,
     // nor a link someone put in a page's place (it is not a page prerender stored).
-    if ((await this.noFollow.check(path.dirname(absolute))) !== 'ok') {
-      await fs.rm(this.metaPathFor(file), { force: true });
-      return false;
-    }
+    if ((await this.noFollow.check(path.dirname(absolute))) !== 'ok') return false;
     for (const candidate of [absolute, ...SIBLING_SUFFIXES.map((suffix) => absolute + suffix)]) {
       if ((await this.io.lstat(candidate))?.isFile() !== true) continue;
       try {
@@ -527,7 +456,6 @@ export class Store {
         if (!isErrno(error, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw error;
       }
     }
-    await fs.rm(this.metaPathFor(file), { force: true });
     await pruneEmptyDirectories(path.dirname(absolute), this.root);
     return existed;
   }

@@ -11,6 +11,8 @@ export interface StagedFile {
   /** Open until `flush` closes it. */
   fd: number | undefined;
   inode: number;
+  /** Its birth time (ms), with the inode the identity its meta and expiry records name it by. */
+  birth: number;
   /** Renamed into the tree: nothing left to remove. */
   placed: boolean;
 }

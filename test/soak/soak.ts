@@ -187,8 +187,9 @@ async function checkIndex(cacheRoot: CacheRoot, report: SoakReport): Promise<voi
   report.files = files.length;
   const tagged = new Map<string, Set<string>>();
   const onDisk = new Set(files);
+  const index = await cacheRoot.store.meta.load();
   for (const file of files) {
-    const meta = await cacheRoot.store.readMeta(file);
+    const meta = index.current(file, await cacheRoot.store.fileStats(file));
     if (meta === undefined) {
       report.unindexed.push(`${file}: no index record`);
       continue;
@@ -202,15 +203,14 @@ async function checkIndex(cacheRoot: CacheRoot, report: SoakReport): Promise<voi
     report.indexBytes += (await fs.stat(log)).size;
     const text = await fs.readFile(log, 'utf8');
     for (const line of text.split('\n')) {
-      const file = line.slice(0, line.lastIndexOf('\t'));
+      // `<file>\t<crc>` or `<file>\t<urlPath>\t<crc>` (tags.ts).
+      const file = line.includes('\t') ? line.slice(0, line.indexOf('\t')) : '';
       if (file !== '' && !onDisk.has(file)) report.dangling.push(`${path.basename(log)}: ${file}`);
     }
   }
-  for (const bucket of await fs.readdir(cacheRoot.store.metaDir).catch(() => [] as string[])) {
-    for (const name of await fs.readdir(path.join(cacheRoot.store.metaDir, bucket))) {
-      const meta = JSON.parse(await fs.readFile(path.join(cacheRoot.store.metaDir, bucket, name), 'utf8')) as { file: string };
-      if (!onDisk.has(meta.file)) report.dangling.push(`meta of ${meta.file}`);
-    }
+  // After the sweep's compaction, every record left describes a file on disk.
+  for (const file of index.files()) {
+    if (index.current(file, await cacheRoot.store.fileStats(file)) === undefined) report.dangling.push(`meta of ${file}`);
   }
 }
 
