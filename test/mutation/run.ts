@@ -40,7 +40,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 /** commit.ts: the tag append of step 1 (`indexed`). */
 const TAG_APPEND = `    await eachTag(live(), async (tag, tagged) => {
-      identities.set(tag, await root.tags.append(tag, tagged.map((item) => item.meta.file)));
+      identities.set(tag, await root.tags.append(tag, tagged.map(tagEntryOf)));
     }, settle);
 `;
 /** commit.ts: step 3 (`flushed`). */
@@ -101,8 +101,8 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'no-tag-reappend',
-    guard: 'tags.appendUntilIndexed: records re-appended when a purge or compaction took the log aside',
-    file: 'src/tags.ts',
+    guard: 'record-log appendUntilLive: records re-appended when a purge or compaction took the log aside (tag logs and meta segments)',
+    file: 'src/store/record-log.ts',
     edits: [{ find: '      if (await this.isLive(log, identity)) return;\n', replace: '      if (true as boolean) return;\n' }],
     tests: ['commit.test.ts'],
   },
@@ -124,18 +124,25 @@ export const MUTATIONS: Mutation[] = [
     tests: ['commit.test.ts'],
   },
   {
-    name: 'no-restore-meta',
-    guard: 'commit step 7 (done): a meta record a purge took between its write and the rename is restored',
+    name: 'no-meta-reappend',
+    guard: 'commit step 7 (done): meta records appended again when a compaction or purge --all took their segment before the renames',
     file: 'src/commit.ts',
-    edits: [{ find: '    await each((item) => root.store.restoreMeta(item.meta, item.inode as number));\n', replace: '' }],
+    edits: [{ find: '      await root.store.meta.ensureIndexed(metaAppend).catch((error: unknown) => live().forEach((item) => settle(item, { error })));\n', replace: '' }],
     tests: ['commit.test.ts'],
   },
   {
-    name: 'restore-meta-any-inode',
-    guard: 'store.restoreMeta: meta written again only while this batch\'s file (by inode) is in place',
-    file: 'src/store/store.ts',
-    edits: [{ find: '    if (stats?.ino === inode) await this.writeMeta(meta);\n', replace: '    await this.writeMeta(meta);\n' }],
-    tests: ['commit.test.ts'],
+    name: 'meta-any-version',
+    guard: 'meta-log MetaIndex.current: a record describes only the version of the file it names (inode and birth time)',
+    file: 'src/store/meta-log.ts',
+    edits: [{ find: '      if (isSameFile(record, stats) && ', replace: '      if (stats !== undefined && ' }],
+    tests: ['purge.test.ts', 'commit.test.ts'],
+  },
+  {
+    name: 'expiry-any-version',
+    guard: 'expiry: a record removes only the version of the file it names, not one stored since',
+    file: 'src/expiry.ts',
+    edits: [{ find: '  return isSameFile(record, await root.store.fileStats(record.file));', replace: '  return (await root.store.fileStats(record.file)) !== undefined;' }],
+    tests: ['expiry.test.ts'],
   },
   {
     name: 'refused-temp-kept',
@@ -146,9 +153,9 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'no-meta-before-rename',
-    guard: 'store.place (step 5): the page\'s meta recorded before its rename',
-    file: 'src/store/store.ts',
-    edits: [{ find: '    await this.writeMeta(meta);\n    // Precompressed siblings', replace: '    // Precompressed siblings' }],
+    guard: 'commit step 5 (placed): the batch\'s meta records appended before its renames',
+    file: 'src/commit.ts',
+    edits: [{ find: '      metaAppend = await root.store.meta.append(described.map(metaRecordOf));\n', replace: '' }],
     tests: ['commit.test.ts'],
   },
   {
