@@ -3,7 +3,6 @@
  * and expiry index, and the one way pages are written into it (commit.ts, where the write protocol
  * that keeps them consistent across processes is stated).
  */
-import { fileIo } from './file-io.js';
 import { Invalidations } from './invalidation.js';
 import { ExpiryIndex } from './expiry-index.js';
 import { GroupCommit } from './commit.js';
@@ -61,7 +60,7 @@ export class CacheRoot {
     this.precompress = options.precompress ?? [];
     this.store = new Store(root, { durable: options.durable ?? true, rootMayBeLink: options.rootMayBeLink ?? true });
     this.tags = new TagIndex(this.store.stateDir, this.store.root);
-    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000, fileIo);
+    this.invalidations = new Invalidations(this.store.stateDir, this.store.root, options.maxRenderMs ?? 600_000);
     this.expiry = new ExpiryIndex(this.store.stateDir, this.store.root);
   }
 

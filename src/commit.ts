@@ -29,7 +29,7 @@ import { encodingOf, isCompressible, writeSiblings } from './precompress.js';
 import type { PageBody } from './page-body.js';
 import type { ExpiryRecord } from './expiry-index.js';
 import type { EntryMeta, MetaRecord } from './store/meta-log.js';
-import type { FileIdentity } from './store/record-log.js';
+import type { FileIdentity } from './store/state-files.js';
 import type { StagedFile } from './store/temp-file.js';
 
 export const COMMIT_STEPS = ['indexed', 'written', 'flushed', 'checked', 'placed', 'rechecked', 'done'] as const;

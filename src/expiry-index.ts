@@ -14,12 +14,8 @@
  * every SCAN_MS, and when the directory is another one (a root reached through crawl --swap's `current`
  * link now names another tree): only then is the directory listed.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isErrno } from './errors.js';
-import { fileIo } from './file-io.js';
-import { APPEND_NO_FOLLOW, READ_NO_FOLLOW, ensureStateDirectory, stateLinkError } from './no-follow.js';
-import type { FileIdentity } from './store/record-log.js';
+import { StateFiles, type FileIdentity, type JournalCursor } from './store/state-files.js';
 
 /** How long after its second has passed a log is still read, then deleted. */
 export const GRACE_S = 5;
@@ -37,28 +33,22 @@ export interface ExpiryRecord extends FileIdentity {
   staleWhileRevalidateMs: number;
 }
 
-/** What this process has read of one second's log. */
-interface LogState {
-  identity: string;
-  offset: number;
-}
-
 export class ExpiryIndex {
   readonly dir: string;
-  private readonly hours = new Set<string>();
+  private readonly files: StateFiles;
   /** The first second whose log has not been read to the end and deleted; undefined before the first scan. */
   private cursor: number | undefined;
-  private readonly logs = new Map<number, LogState>();
+  /** What this process has read of each second's log. */
+  private readonly logs = new Map<number, JournalCursor>();
   /** Records read whose time has not come yet (the current second's). */
   private waiting: ExpiryRecord[] = [];
   private scannedAt = 0;
   /** `dev:ino` of the index directory at the last scan: another one (a crawl --swap made `current` another tree) is scanned at once. */
   private identity: string | undefined;
 
-  private readonly io = fileIo;
-
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'expiry');
+    this.files = new StateFiles(stateDir, root);
   }
 
   /**
@@ -82,20 +72,8 @@ export class ExpiryIndex {
   }
 
   private async appendSecond(second: number, text: string): Promise<void> {
-    const hourDir = path.join(this.dir, String(Math.floor(second / 3600)));
-    const log = path.join(hourDir, `${second}.log`);
-    if (!this.hours.has(hourDir)) {
-      await ensureStateDirectory(hourDir, this.io);
-      this.hours.add(hourDir);
-    }
-    try {
-      await appendNoFollow(log, text);
-    } catch (error) {
-      // A reader removed the hour's directory when it emptied: make it again.
-      if (!isErrno(error, 'ENOENT')) throw linkAsStateError(error, log);
-      await ensureStateDirectory(hourDir, this.io);
-      await appendNoFollow(log, text).catch((again: unknown) => { throw linkAsStateError(again, log); });
-    }
+    // Makes the hour's directory if need be: a reader removes it once it has emptied.
+    await this.files.appendText(this.logPath(second), text);
   }
 
   /**
@@ -105,7 +83,7 @@ export class ExpiryIndex {
   async due(now = Date.now()): Promise<ExpiryRecord[]> {
     const nowSecond = Math.floor(now / 1000);
     const out: ExpiryRecord[] = [];
-    const stats = await fs.stat(this.dir).catch(() => undefined);
+    const stats = await this.files.lstat(this.dir);
     const identity = stats === undefined ? undefined : `${stats.dev}:${stats.ino}`;
     if (this.cursor === undefined || now - this.scannedAt >= SCAN_MS || this.cursor < nowSecond - 3600 || identity !== this.identity) {
       this.scannedAt = now;
@@ -136,18 +114,18 @@ export class ExpiryIndex {
 
   /** Reads (and deletes) every log of a second before `before`: the ones no reader has finished. */
   private async scan(before: number, out: ExpiryRecord[]): Promise<void> {
-    for (const hour of await readdir(this.dir)) {
+    for (const hour of await this.files.names(this.dir)) {
       const hourNumber = Number(hour);
       if (!Number.isSafeInteger(hourNumber) || hourNumber * 3600 >= before) continue;
       const hourDir = path.join(this.dir, hour);
-      for (const name of await readdir(hourDir)) {
+      for (const name of await this.files.names(hourDir)) {
         const second = Number(name.replace(/\.log$/, ''));
         if (!name.endsWith('.log') || !Number.isSafeInteger(second) || second >= before) continue;
         out.push(...(await this.readNew(second)));
         await this.drop(second);
       }
       // Only once empty: a writer may be about to append to it.
-      await fs.rmdir(hourDir).catch(() => undefined);
+      await this.files.removeEmptyDirectory(hourDir);
     }
   }
 
@@ -157,34 +135,13 @@ export class ExpiryIndex {
 
   /** The complete records appended to a second's log since this process last read it. */
   private async readNew(second: number): Promise<ExpiryRecord[]> {
-    const file = this.logPath(second);
-    let handle;
-    try {
-      handle = await fs.open(file, READ_NO_FOLLOW);
-    } catch (error) {
-      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return [];
-      throw linkAsStateError(error, file);
-    }
-    let complete: Buffer;
-    try {
-      const stats = await handle.stat();
-      const identity = `${stats.dev}:${stats.ino}`;
-      let state = this.logs.get(second);
-      if (state === undefined || state.identity !== identity) {
-        state = { identity, offset: 0 };
-        this.logs.set(second, state);
-      }
-      if (stats.size <= state.offset) return [];
-      const buffer = Buffer.alloc(stats.size - state.offset);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, state.offset);
-      // Up to the last newline: a record being appended right now is read next time.
-      complete = buffer.subarray(0, bytesRead === 0 ? 0 : buffer.lastIndexOf(0x0a, bytesRead - 1) + 1);
-      state.offset += complete.length;
-    } finally {
-      await handle.close();
+    let cursor = this.logs.get(second);
+    if (cursor === undefined) {
+      cursor = { identity: undefined, offset: 0 };
+      this.logs.set(second, cursor);
     }
     const records: ExpiryRecord[] = [];
-    for (const line of complete.toString('utf8').split('\n')) {
+    for (const line of (await this.files.readAppended(this.logPath(second), cursor)).split('\n')) {
       const record = parseRecord(line);
       // A torn record is skipped: its page is also in its meta, which sweep reads.
       if (record !== undefined) records.push(record);
@@ -194,7 +151,7 @@ export class ExpiryIndex {
 
   private async drop(second: number): Promise<void> {
     this.logs.delete(second);
-    await fs.rm(this.logPath(second), { force: true }).catch(() => undefined);
+    await this.files.remove(this.logPath(second)).catch(() => undefined);
   }
 }
 
@@ -211,26 +168,4 @@ function parseRecord(line: string): ExpiryRecord | undefined {
   const [file, ino, birth, urlPath, expiresAt, staleWhileRevalidateMs] = fields as unknown[];
   if (typeof file !== 'string' || typeof urlPath !== 'string' || ![ino, birth, expiresAt, staleWhileRevalidateMs].every((value) => typeof value === 'number')) return undefined;
   return { file, at: Number(match[1]), ino: ino as number, birth: birth as number, urlPath, expiresAt: expiresAt as number, staleWhileRevalidateMs: staleWhileRevalidateMs as number };
-}
-
-async function readdir(dir: string): Promise<string[]> {
-  try {
-    return await fs.readdir(dir);
-  } catch {
-    return [];
-  }
-}
-
-/** Appends without following a link at the log's name; the directory was checked by ensureStateDirectory. */
-async function appendNoFollow(file: string, text: string): Promise<void> {
-  const handle = await fs.open(file, APPEND_NO_FOLLOW, 0o644);
-  try {
-    await handle.appendFile(text);
-  } finally {
-    await handle.close();
-  }
-}
-
-function linkAsStateError(error: unknown, file: string): unknown {
-  return isErrno(error, 'ELOOP') ? stateLinkError(file) : error;
 }

@@ -15,7 +15,7 @@ import type { CacheRoot } from './cache-root.js';
 import { fetchPage } from './crawl/fetch-page.js';
 import type { ExpiryRecord } from './expiry-index.js';
 import { targetFor } from './purge.js';
-import { isSameFile } from './store/record-log.js';
+import { isSameFile } from './store/state-files.js';
 
 /** Pages checked and removed at once (libuv's thread pool has 4 threads by default). */
 const REMOVE_CONCURRENCY = 8;

@@ -3,7 +3,7 @@ export * from './errors.js';
 export { OptionError } from './options.js';
 export { crawl, type CrawlFailure, type CrawlOptions, type CrawlProgress, type CrawlReport } from './crawl/crawl.js';
 export { DEFAULT_SOURCE_LIMITS, type SourceLimits } from './crawl/source-limits.js';
-export { rollback, type Generations } from './crawl/swap.js';
+export { rollback, type Generations } from './store/generations.js';
 export * from './nginx-config.js';
 export { doctor, type DoctorCheck, type DoctorOptions } from './doctor.js';
 export { listEntries, type ListedEntry, type ListSummary } from './list.js';

@@ -16,17 +16,11 @@
  * prune keeps journals for the longest declared. Each process keeps what it has read of a journal and
  * reads only what was appended since: a check costs one stat while nothing is purged.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileIo, type FileIo } from './file-io.js';
 import { inUse, ownedName, ownerOf } from './owner.js';
 import { isErrno } from './errors.js';
-import { DIR_MODE } from './store/disk.js';
+import { StateFiles, type JournalCursor } from './store/state-files.js';
 import { RESERVE_FILE } from './store/store.js';
-import { NoFollow, O_NOFOLLOW, stateLinkError } from './no-follow.js';
-import { constants as fsConstants } from 'node:fs';
-
-const APPEND_NOFOLLOW = fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | O_NOFOLLOW;
 import { prefixCovers } from './url-path.js';
 
 export interface InvalidationTarget {
@@ -57,15 +51,12 @@ const HOLD_PREFIX = 'hold-';
 /** A hold older than this was left by a process that died: it no longer keeps anything. */
 const HOLD_MAX_MS = 24 * 60 * 60 * 1000;
 
-/** What one process has read of one bucket's journal. */
-interface Journal {
-  /**
-   * Which file was read (`dev:ino`). The same path may name another file later: a root reached through
-   * a symlink (crawl --swap's `current`) switched to another tree, or a journal deleted and made again.
-   */
-  identity: string | undefined;
-  /** Bytes consumed (up to the last complete record). */
-  offset: number;
+/**
+ * What one process has read of one bucket's journal: which file (`dev:ino`) up to which offset. The
+ * same path may name another file later: a root reached through a symlink (crawl --swap's `current`)
+ * switched to another tree, or a journal deleted and made again.
+ */
+interface Journal extends JournalCursor {
   all: number;
   tags: Map<string, number>;
   files: Map<string, number>;
@@ -79,23 +70,20 @@ export class Invalidations {
   readonly maxRenderMs: number;
   private readonly reserve: string;
   private readonly journals = new Map<number, Journal>();
-  private readonly io: FileIo;
+  private readonly files: StateFiles;
   private declared: Promise<void> | undefined;
   private renewedAt = 0;
 
-  constructor(stateDir: string, root: string, maxRenderMs: number, io: FileIo = fileIo) {
+  constructor(stateDir: string, root: string, maxRenderMs: number) {
     this.dir = path.join(stateDir, 'inval');
     this.reserve = path.join(stateDir, RESERVE_FILE);
     this.maxRenderMs = maxRenderMs;
-    this.io = io;
-    this.noFollow = new NoFollow(root, io);
+    this.files = new StateFiles(stateDir, root);
   }
-
-  private readonly noFollow: NoFollow;
 
   /** The journal directory, made if need be, never through a symlink. */
   private makeDir(): Promise<boolean> {
-    return this.noFollow.ensureStateDir(this.dir, DIR_MODE, (process.umask() & DIR_MODE) !== 0);
+    return this.files.directory(this.dir, true);
   }
 
   /**
@@ -106,12 +94,7 @@ export class Invalidations {
   declareRetention(): Promise<void> {
     this.declared ??= (async () => {
       await this.makeDir();
-      try {
-        await fs.writeFile(this.retainFile, '', { flag: 'wx', mode: 0o644 });
-      } catch (error) {
-        if (!isErrno(error, 'EEXIST')) throw error;
-        await this.renewRetention(Date.now());
-      }
+      if (!(await this.files.createExclusive(this.retainFile))) await this.renewRetention(Date.now());
       this.renewedAt = Date.now();
     })().catch((error: unknown) => {
       this.declared = undefined;
@@ -127,8 +110,7 @@ export class Invalidations {
   /** A declaration is renewed while its process runs; one left unrenewed for a week expires (prune). */
   private async renewRetention(now: number): Promise<void> {
     this.renewedAt = now;
-    const when = new Date(now);
-    await fs.lutimes(this.retainFile, when, when).catch(() => undefined);
+    await this.files.touch(this.retainFile, new Date(now));
   }
 
   recordTags(tags: readonly string[], at: number): Promise<void> {
@@ -181,8 +163,8 @@ export class Invalidations {
   async hold(since: number): Promise<() => Promise<void>> {
     await this.makeDir();
     const file = path.join(this.dir, `${HOLD_PREFIX}${since}-${ownedName('hold')}`);
-    await fs.writeFile(file, '', { mode: 0o644, flag: 'wx' });
-    return () => fs.rm(file, { force: true });
+    if (!(await this.files.createExclusive(file))) throw new Error(`${file} exists: a hold's name is this process's alone`);
+    return () => this.files.remove(file);
   }
 
   /**
@@ -209,7 +191,7 @@ export class Invalidations {
    * maxRenderMs here.
    */
   async prune(now = Date.now()): Promise<void> {
-    const names = await fs.readdir(this.dir).catch(() => [] as string[]);
+    const names = await this.files.names(this.dir);
     /**
      * A marker's value while it is in force; a marker left unrenewed past `maxAgeMs`, or a hold whose
      * owner is gone (owner.ts), is deleted.
@@ -218,11 +200,11 @@ export class Invalidations {
       const [head, ...rest] = name.startsWith(prefix) ? name.slice(prefix.length).split('-') : [];
       const value = Number(head);
       if (!Number.isSafeInteger(value)) return undefined;
-      const renewed = (await fs.stat(path.join(this.dir, name)).catch(() => undefined))?.mtimeMs;
+      const renewed = (await this.files.lstat(path.join(this.dir, name)))?.mtimeMs;
       if (renewed === undefined) return undefined;
       const alive = prefix === HOLD_PREFIX ? inUse(ownerOf(rest.join('-')), now - renewed, { maxAgeMs }) : now - renewed <= maxAgeMs;
       if (alive) return value;
-      await fs.rm(path.join(this.dir, name), { force: true });
+      await this.files.remove(path.join(this.dir, name));
       return undefined;
     };
     let retainMs = this.maxRenderMs;
@@ -239,7 +221,7 @@ export class Invalidations {
       const bucket = Number(name.slice(0, -'.log'.length));
       if (!Number.isSafeInteger(bucket)) continue;
       if (bucket < oldest) {
-        await fs.rm(path.join(this.dir, name), { recursive: true, force: true });
+        await this.files.remove(path.join(this.dir, name));
         this.journals.delete(bucket);
       }
     }
@@ -276,15 +258,14 @@ export class Invalidations {
     const text = records.map(([kind, key]) => `\n${at} ${kind} ${JSON.stringify(key)}\n`).join('');
     const journal = this.journalPath(this.bucketOf(at));
     try {
-      await fs.appendFile(journal, text, { mode: 0o644, flag: APPEND_NOFOLLOW });
+      await this.files.appendText(journal, text);
     } catch (error) {
-      if (isErrno(error, 'ELOOP')) throw stateLinkError(journal);
       // A full disk must not block the purge that would free it: give up the space set aside for this
       // (Store.keepReserve) and try once more. A record torn by the first attempt is skipped on read.
       if (!isErrno(error, 'ENOSPC', 'EDQUOT')) throw error;
-      const released = await fs.rm(this.reserve).then(() => true, () => false);
-      if (!released) throw error;
-      await fs.appendFile(journal, text, { mode: 0o644, flag: APPEND_NOFOLLOW });
+      if ((await this.files.lstat(this.reserve)) === undefined) throw error;
+      await this.files.remove(this.reserve);
+      await this.files.appendText(journal, text);
     }
   }
 
@@ -299,7 +280,7 @@ export class Invalidations {
     const file = this.journalPath(bucket);
     // lstat: a symlink in a journal's place is not read through (the open below refuses it, and the
     // check fails rather than pass on records it could not read).
-    const stats = await this.io.lstat(file);
+    const stats = await this.files.lstat(file);
     if (stats === undefined) return journal;
     const identity = `${stats.dev}:${stats.ino}`;
     // Another file at this path: what was read of the old one says nothing about it.
@@ -319,25 +300,7 @@ export class Invalidations {
 
   private async readFrom(file: string, journal: Journal, size: number): Promise<void> {
     if (size <= journal.offset) return;
-    const handle = await fs.open(file, fsConstants.O_RDONLY | O_NOFOLLOW).catch((error: unknown) => {
-      throw isErrno(error, 'ELOOP') ? stateLinkError(file) : error;
-    });
-    let complete: Buffer;
-    try {
-      // The path may have come to name another file since the stat: read only the one this is about.
-      const opened = await handle.stat();
-      if (`${opened.dev}:${opened.ino}` !== journal.identity) return;
-      const buffer = Buffer.alloc(size - journal.offset);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, journal.offset);
-      // Consume only complete records; a record being appended right now is read next time. Counted
-      // in bytes, not in decoded text: a record torn inside a multi-byte character decodes to a
-      // replacement character of another length, and the offset would land inside the next record.
-      complete = buffer.subarray(0, bytesRead === 0 ? 0 : buffer.lastIndexOf(0x0a, bytesRead - 1) + 1);
-    } finally {
-      await handle.close();
-    }
-    journal.offset += complete.length;
-    for (const line of complete.toString('utf8').split('\n')) apply(journal, line);
+    for (const line of (await this.files.readAppended(file, journal, size)).split('\n')) apply(journal, line);
   }
 }
 

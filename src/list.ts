@@ -41,7 +41,7 @@ export async function listEntries(root: CacheRoot, filter: { tag?: string; prefi
     files = files.filter((file) => matched.has(file));
   }
 
-  const index = await root.store.meta.load();
+  const index = await root.store.meta.load(new Set(files));
   const entries: ListedEntry[] = [];
   const tags = new Set<string>();
   let bytes = 0;

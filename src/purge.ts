@@ -113,7 +113,7 @@ export async function purge(root: CacheRoot, selector: PurgeSelector, options: P
   if (globs.length > 0) listed.push(...(await globFiles(root.root, globs)));
   for (const file of listed) selected.add(file);
   if (refresh !== undefined && listed.length > 0) {
-    const index = await root.store.meta.load();
+    const index = await root.store.meta.load(new Set(listed));
     for (const file of listed) {
       const meta = urlPaths.has(file) ? undefined : index.current(file, await root.store.fileStats(file));
       if (meta !== undefined) urlPaths.set(file, meta.urlPath);

@@ -8,6 +8,7 @@ import type { CacheRoot } from './cache-root.js';
 import { parseOrigin } from './origin.js';
 import { refreshFiles, type PurgeResult, type RefreshOptions } from './purge.js';
 import type { MetaRecord } from './store/meta-log.js';
+import { isSameFile } from './store/state-files.js';
 
 export interface SweepOptions {
   /** Fetch expired pages again instead of deleting them; a failed refresh deletes. */
@@ -26,12 +27,14 @@ export async function sweep(root: CacheRoot, options: SweepOptions = {}): Promis
   const now = Date.now();
   const result: SweepResult = { removed: [], refreshed: [], failed: [], orphans: 0 };
 
-  const expired: MetaRecord[] = [];
-  const index = await root.store.meta.load();
-  for (const file of index.files()) {
-    const meta = index.current(file, await root.store.fileStats(file));
-    if (meta !== undefined && meta.expiresAt !== null && meta.expiresAt <= now) expired.push(meta);
-  }
+  // The records that say their version has expired; of those, the ones whose version is in place.
+  const due: MetaRecord[] = [];
+  await root.store.meta.scan((record) => {
+    if (record.expiresAt !== null && record.expiresAt <= now) due.push(record);
+  });
+  const byFile = new Map<string, MetaRecord>();
+  for (const record of due) if (isSameFile(record, await root.store.fileStats(record.file))) byFile.set(record.file, record);
+  const expired = [...byFile.values()];
   const files = expired.map((meta) => meta.file);
 
   // Like a purge: a render that started before this sweep must not put an expired page back.

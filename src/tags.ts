@@ -1,7 +1,7 @@
 /**
  * The tag index: one append-only log per tag, `.prerender/tags/<hh>/<sha1(tag)>.log`, listing the files
  * stored under that tag (the log format, and how no record is lost to a concurrent purge, are in
- * store/record-log.ts).
+ * store/state-files.ts).
  *
  * - A purge of one tag reads and deletes one log: O(files under that tag), whatever the cache size.
  * - A record is the file, and the URL path it was stored for where the file name does not imply it
@@ -12,9 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { fileIo } from './file-io.js';
-import { NoFollow } from './no-follow.js';
-import { RecordLogs, type FileIdentity } from './store/record-log.js';
+import { StateFiles, type FileIdentity } from './store/state-files.js';
 import { impliedUrlPath } from './url-path.js';
 
 /** Logs larger than this are compacted by the writer that notices (entries of removed files dropped). */
@@ -40,11 +38,11 @@ export interface TakenTag {
 export class TagIndex {
   readonly dir: string;
   private readonly compactedSizes = new Map<string, number>();
-  private readonly logs: RecordLogs;
+  private readonly logs: StateFiles;
 
   constructor(stateDir: string, root: string) {
     this.dir = path.join(stateDir, 'tags');
-    this.logs = new RecordLogs(new NoFollow(root, fileIo));
+    this.logs = new StateFiles(stateDir, root);
   }
 
   logPath(tag: string): string {

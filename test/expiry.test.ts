@@ -92,6 +92,10 @@ running('a page stored again with a later expiry is not removed by its old recor
   assert.ok((await expiryOf(context.root, 'restored/index.html')) > first + 30_000);
   await sleep(Math.max(0, first - Date.now()) + 1200);
   assert.is((await request(context.nginx.port, '/restored')).headers['x-cache'], 'HIT');
+  // Nor does the old record act on the new version as if it had expired: no purge of the file is
+  // recorded, which would refuse renders of it in flight.
+  const target = { file: 'restored/index.html', urlPath: '/restored', tags: [] };
+  assert.is(await new CacheRoot(context.root).invalidations.staleReason(first - 500, target), undefined, 'no removal recorded for the new version');
 });
 
 running('the index holds only what is yet to expire', async (context) => {

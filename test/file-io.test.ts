@@ -8,7 +8,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CacheRoot, entryFor } from '../src/cache-root.js';
-import { fileIo } from '../src/file-io.js';
+import { fileIo } from '../src/store/file-io.js';
 import type { StorableResponse } from '../src/policy.js';
 import { toCachePath } from '../src/url-path.js';
 import { listFiles, readMeta, removeDir, tempDir } from './helpers.js';

@@ -458,5 +458,5 @@ export async function storePage(root: CacheRoot, urlPath: string, tags: readonly
  * undefined when none describes the version in place.
  */
 export async function readMeta(root: CacheRoot, file: string): Promise<MetaRecord | undefined> {
-  return (await root.store.meta.load()).current(file, await root.store.fileStats(file));
+  return (await root.store.meta.load(new Set([file]))).current(file, await root.store.fileStats(file));
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { brotliDecompressSync, gunzipSync, gzipSync } from 'node:zlib';
 import { pages, siteHandler } from '../fixtures/site/app.js';
 import { CacheRoot } from '../src/cache-root.js';
-import type { FileIo } from '../src/file-io.js';
+import type { FileIo } from '../src/store/file-io.js';
 import { brotliModuleInstalled } from '../src/nginx-config.js';
 import type { EntryMeta } from '../src/store/meta-log.js';
 import { listFiles, nginxAvailable, removeDir, request, runCli, setUpSuite, startCachedSite, startServer, stopCachedSite, tempDir, type CachedSite } from './helpers.js';

@@ -1,6 +1,6 @@
 /** `prerender rollback`: <root>/current back to the previous `crawl --swap` generation (generations.ts). */
 import type { Command } from 'commander';
-import { rollback } from '../crawl/swap.js';
+import { rollback } from '../store/generations.js';
 import type { CommandContext } from './context.js';
 
 export function registerRollback(program: Command, { io, rootOption }: CommandContext): void {

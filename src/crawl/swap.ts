@@ -9,23 +9,13 @@
  * 6. publish: switch `current` to the generation with one `rename` (the old one becomes `previous`,
  *    older ones are deleted), then carry once more for purges that landed in between;
  * or discard the generation when the build failed, stored nothing, or everything was purged meanwhile.
- * `rollback` swaps `current` and `previous`. The layout and the lock are in generations.ts.
+ * `rollback` swaps `current` and `previous`. The layout, the lock and the tree operations are in
+ * store/generations.ts.
  */
-import { execFile } from 'node:child_process';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { CacheRoot } from '../cache-root.js';
 import { PrerenderError } from '../errors.js';
 import { carryPurges, purge } from '../purge.js';
-import { makeDirectories } from '../store/disk.js';
-import { OWNER } from '../owner.js';
-import { STATE_DIR } from '../url-path.js';
-import {
-  GENERATIONS, buildingMarker, checkBase, checkLink, currentGenerationDir, deleteOthers, readGenerations, switchLink, withGenerationsLock,
-  type Generations,
-} from './generations.js';
-
-export { currentGenerationDir, type Generations } from './generations.js';
+import { createGeneration, currentGenerationDir, discardGeneration, flushGeneration, publishGeneration } from '../store/generations.js';
 
 export interface SwapOutcome {
   swapped: boolean;
@@ -106,94 +96,3 @@ export class SwapBuild {
     await this.releaseHold();
   }
 }
-
-/** Creates an empty generation directory and returns its absolute path. */
-export async function createGeneration(base: string): Promise<string> {
-  const absoluteBase = path.resolve(base);
-  await checkBase(absoluteBase, false);
-  await checkLink(absoluteBase, 'current');
-  const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
-  const dir = path.join(absoluteBase, GENERATIONS, id);
-  await makeDirectories(path.join(dir, STATE_DIR), path.parse(absoluteBase).root);
-  await fs.writeFile(buildingMarker(dir), OWNER);
-  return dir;
-}
-
-/**
- * Makes every file of a generation durable before `current` may point at it. A generation is built
- * without per-file fsync (no reader can see it yet), so this one flush is what guarantees a power cut
- * after the switch cannot leave empty pages behind `current`. One `syncfs(2)` (coreutils `sync -f`)
- * flushes the generation in one journal commit; where that is not available, every file and directory
- * is fsynced, many at a time so the file system can batch them.
- */
-export async function flushGeneration(generation: string): Promise<void> {
-  const synced = await new Promise<boolean>((resolve) => {
-    execFile('sync', ['-f', generation], (error) => resolve(error === null));
-  });
-  if (!synced) await fsyncTree(generation);
-}
-
-const FSYNC_BATCH = 64;
-
-async function fsyncTree(dir: string): Promise<void> {
-  const entries = await fs.readdir(dir, { withFileTypes: true });
-  for (let i = 0; i < entries.length; i += FSYNC_BATCH) {
-    await Promise.all(entries.slice(i, i + FSYNC_BATCH).map(async (entry) => {
-      const inner = path.join(dir, entry.name);
-      if (entry.isDirectory()) await fsyncTree(inner);
-      else if (entry.isFile()) await fsyncPath(inner);
-    }));
-  }
-  await fsyncPath(dir);
-}
-
-async function fsyncPath(file: string): Promise<void> {
-  const handle = await fs.open(file, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Points `current` at `generation` atomically; the old current becomes `previous`. Refuses a generation
- * whose building marker is gone or not this process's: it was deleted while it was built (by a
- * cleanup that took this crawl for dead), and what the crawl wrote since is only part of the site.
- */
-export async function publishGeneration(base: string, generation: string): Promise<Generations> {
-  const absoluteBase = path.resolve(base);
-  const marker = await fs.readFile(buildingMarker(generation), 'utf8').catch(() => '');
-  if (marker !== OWNER) {
-    throw new PrerenderError('EROOT', `generation ${generation} was deleted while this crawl built it (by another crawl's cleanup?): not switching to a partial tree`, { input: generation });
-  }
-  return withGenerationsLock(absoluteBase, async (discard) => {
-    const before = await readGenerations(absoluteBase);
-    const id = path.basename(generation);
-    await fs.rm(buildingMarker(generation), { force: true });
-    await switchLink(absoluteBase, 'current', id);
-    if (before.current !== undefined && before.current !== id) await switchLink(absoluteBase, 'previous', before.current);
-    await deleteOthers(absoluteBase, discard);
-    return readGenerations(absoluteBase);
-  });
-}
-
-/** Swaps `current` and `previous`: a second rollback rolls forward again. */
-export async function rollback(base: string): Promise<Generations> {
-  const absoluteBase = path.resolve(base);
-  await checkBase(absoluteBase, true);
-  return withGenerationsLock(absoluteBase, async () => {
-    const before = await readGenerations(absoluteBase);
-    if (before.previous === undefined || before.current === undefined) {
-      throw new PrerenderError('EUSAGE', `nothing to roll back to under ${absoluteBase}: it needs a current and a previous generation from crawl --swap`, { input: base });
-    }
-    await switchLink(absoluteBase, 'current', before.previous);
-    await switchLink(absoluteBase, 'previous', before.current);
-    return readGenerations(absoluteBase);
-  });
-}
-
-export async function discardGeneration(generation: string): Promise<void> {
-  await fs.rm(generation, { recursive: true, force: true });
-}
-

@@ -4,13 +4,11 @@
  * build into the new one). The outcome goes to Redis for the publisher (`crawl --fleet --wait`).
  */
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { crawl } from '../crawl/crawl.js';
-import { createGeneration, currentGenerationDir, publishGeneration } from '../crawl/swap.js';
+import { createGeneration, currentGenerationDir, publishGeneration } from '../store/generations.js';
 import type { CrawlEntry } from './entries.js';
-import { isSwapBase } from './state.js';
+import { isSwapBase, removeFleetFile, writeFleetFile } from './state.js';
 import type { FleetRedis } from './stream.js';
-import { constants } from 'node:fs';
 
 export interface FleetCrawlReport {
   ok: boolean;
@@ -66,12 +64,8 @@ async function crawlHere(context: FleetCrawlContext): Promise<FleetCrawlReport> 
   if ((await currentGenerationDir(base)) === undefined) await publishGeneration(base, await createGeneration(base));
 
   let source = entry.url;
-  let listFile: string | undefined;
-  if (source === undefined) {
-    listFile = path.join(context.dir, `crawl-${context.entryId}.list`);
-    await fs.writeFile(listFile, Buffer.from(entry.list ?? '', 'base64'), { mode: 0o644, flag: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW });
-    source = listFile;
-  }
+  const listName = `crawl-${context.entryId}.list`;
+  if (source === undefined) source = await writeFleetFile(context.dir, listName, Buffer.from(entry.list ?? '', 'base64'));
   try {
     const result = await crawl({
       source,
@@ -91,6 +85,6 @@ async function crawlHere(context: FleetCrawlContext): Promise<FleetCrawlReport> 
       finishedAt: Date.now(),
     };
   } finally {
-    if (listFile !== undefined) await fs.rm(listFile, { force: true });
+    if (entry.url === undefined) await removeFleetFile(context.dir, listName);
   }
 }

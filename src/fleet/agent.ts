@@ -20,7 +20,7 @@ import { PrerenderError } from '../errors.js';
 import { purge } from '../purge.js';
 import { runFleetCrawl } from './agent-crawl.js';
 import { decodeEntry, type FleetEntry, type PurgeEntry } from './entries.js';
-import { DEFAULT_MAX_SILENCE_MS, PositionFile, ensureFleetDir, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeStatus, type AgentStatus } from './state.js';
+import { DEFAULT_MAX_SILENCE_MS, PositionFile, ensureFleetDir, fleetDir, isSwapBase, readPositionRecord, storingVerdict, writeFleetFile, writeStatus, type AgentStatus } from './state.js';
 import { FleetRedis, compareIds, missedEntries, redactUrl, type StreamEntry } from './stream.js';
 
 export interface AgentOptions {
@@ -265,7 +265,7 @@ export function startAgent(options: AgentOptions): Agent {
           done += length;
           applied += length;
           if (killAfter > 0 && applied === killAfter) {
-            await fs.writeFile(path.join(dir, 'killed-after-apply'), (entries[done - 1] as StreamEntry).id);
+            await writeFleetFile(dir, 'killed-after-apply', (entries[done - 1] as StreamEntry).id);
             process.kill(process.pid, 'SIGKILL');
           }
         }

@@ -10,7 +10,7 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_MAX_SILENCE_MS, STATUS_FILE, fleetDir, parseStatus, storingVerdict, type AgentStatus, type StoringVerdict } from './state.js';
-import { READ_NO_FOLLOW, readStateFile } from '../no-follow.js';
+import { READ_NO_FOLLOW, readStateFile } from '../store/no-follow.js';
 
 export interface GuardOptions {
   /**

@@ -8,12 +8,10 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, statSync } from 'node:fs';
-import fs from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { STATE_DIR } from '../url-path.js';
-import { fileIo } from '../file-io.js';
-import { CREATE_NO_FOLLOW, UPDATE_NO_FOLLOW, ensureStateDirectory, readStateFile } from '../no-follow.js';
-import { ownedName } from '../owner.js';
+import { StateFiles } from '../store/state-files.js';
 
 export const STATUS_FILE = 'agent.json';
 /**
@@ -85,7 +83,7 @@ function positionRecord(id: string, epoch: string): Buffer {
  * the agent then treats the tree as one that cannot know what it applied.
  */
 export async function readPositionRecord(dir: string): Promise<PositionRecord | undefined> {
-  const text = await readStateFile(path.join(dir, POSITION_FILE)).catch(() => undefined);
+  const text = await filesOf(dir).readText(path.join(dir, POSITION_FILE)).catch(() => undefined);
   const match = /^(\d+-\d+) ([0-9a-f]{1,32}) [0-9a-f]{12} *\n$/.exec(text ?? '');
   if (match === null) return undefined;
   const [id, epoch] = [match[1] as string, match[2] as string];
@@ -102,17 +100,18 @@ export async function readPosition(dir: string): Promise<string | undefined> {
  * created once, through a flushed rename, so its directory entry is durable too.
  */
 export class PositionFile {
-  private handle: fs.FileHandle | undefined;
+  private handle: FileHandle | undefined;
 
   constructor(private readonly dir: string) {}
 
   async write(id: string, epoch: string): Promise<void> {
     if (this.handle === undefined) {
+      const files = filesOf(this.dir);
       const file = path.join(this.dir, POSITION_FILE);
-      if ((await fs.stat(file).catch(() => undefined))?.size !== POSITION_BYTES) {
-        await writeFileAtomic(this.dir, POSITION_FILE, positionRecord(id, epoch).toString('utf8'), true);
+      if ((await files.lstat(file))?.size !== POSITION_BYTES) {
+        await files.writeAtomically(file, positionRecord(id, epoch).toString('utf8'), true);
       }
-      this.handle = await fs.open(file, UPDATE_NO_FOLLOW);
+      this.handle = await files.openForUpdate(file);
     }
     await this.handle.write(positionRecord(id, epoch), 0, POSITION_BYTES, 0);
     await this.handle.datasync();
@@ -125,11 +124,11 @@ export class PositionFile {
 }
 
 export async function writeStatus(dir: string, status: AgentStatus): Promise<void> {
-  await writeFileAtomic(dir, STATUS_FILE, `${JSON.stringify(status)}\n`, false);
+  await filesOf(dir).writeAtomically(path.join(dir, STATUS_FILE), `${JSON.stringify(status)}\n`, false);
 }
 
 export async function readStatus(dir: string): Promise<AgentStatus | undefined> {
-  return parseStatus(await readStateFile(path.join(dir, STATUS_FILE)).catch(() => undefined));
+  return parseStatus(await filesOf(dir).readText(path.join(dir, STATUS_FILE)).catch(() => undefined));
 }
 
 /** An agent's status file's text, or undefined when it is missing or not one (a torn or foreign file). */
@@ -164,32 +163,6 @@ export function storingVerdict(status: AgentStatus | undefined, now: number, max
   return { storing: true, reason: 'its fleet agent is current' };
 }
 
-async function writeFileAtomic(dir: string, name: string, text: string, durable: boolean): Promise<void> {
-  await ensureFleetDir(dir);
-  const temp = path.join(dir, `.${name}.${ownedName('tmp')}.tmp`);
-  const handle = await fs.open(temp, CREATE_NO_FOLLOW, 0o644);
-  try {
-    await handle.writeFile(text);
-    if (durable) await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await fs.rename(temp, path.join(dir, name));
-  } catch (error) {
-    await fs.rm(temp, { force: true });
-    throw error;
-  }
-  if (durable) {
-    const directory = await fs.open(dir, 'r');
-    try {
-      await directory.sync();
-    } finally {
-      await directory.close();
-    }
-  }
-}
-
 function lstatSafe(file: string): ReturnType<typeof lstatSync> | undefined {
   try {
     return lstatSync(file);
@@ -208,5 +181,23 @@ function statSafe(file: string): ReturnType<typeof statSync> | undefined {
 
 /** The fleet directory, made without going through a symlink in the state directory (EROOT there). */
 export async function ensureFleetDir(dir: string): Promise<void> {
-  await ensureStateDirectory(dir, fileIo);
+  await filesOf(dir).directory(dir, true);
+}
+
+/** Writes a file of the agent's own (a crawl's URL list) into the fleet directory `dir`. */
+export async function writeFleetFile(dir: string, name: string, data: string | Uint8Array): Promise<string> {
+  const file = path.join(dir, name);
+  await filesOf(dir).writeAtomically(file, data, false);
+  return file;
+}
+
+export async function removeFleetFile(dir: string, name: string): Promise<void> {
+  await filesOf(dir).remove(path.join(dir, name));
+}
+
+/** The state files of the fleet directory `dir` (`<root>/.prerender/fleet`). */
+function filesOf(dir: string): StateFiles {
+  const stateDir = path.dirname(path.resolve(dir));
+  if (path.basename(stateDir) !== STATE_DIR) throw new TypeError(`Expected \`dir\` to be a fleet directory below ${STATE_DIR}, not ${dir}`);
+  return new StateFiles(stateDir, path.dirname(stateDir));
 }

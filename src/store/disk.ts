@@ -6,8 +6,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isErrno } from '../errors.js';
-import { fileIo, type FileIo } from '../file-io.js';
-import type { NoFollow } from '../no-follow.js';
+import { fileIo, type FileIo } from './file-io.js';
+import type { NoFollow } from './no-follow.js';
 
 export const FILE_MODE = 0o644;
 export const DIR_MODE = 0o755;

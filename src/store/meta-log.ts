@@ -1,6 +1,6 @@
 /**
  * The meta records: what ls, sweep and refreshes know of each stored file, appended once a batch to a
- * segment of the writer's own, `.prerender/meta/<owner>-meta-<n>.log` (format: record-log.ts).
+ * segment of the writer's own, `.prerender/meta/<owner>-meta-<n>.log` (format: state-files.ts).
  *
  * - A record names the version of the file it describes by identity (inode and birth time) and counts
  *   only while that file is at its path. So a purge never touches the records; one whose rename never
@@ -9,16 +9,17 @@
  * - Appended before the batch's renames, so a placed page has its record. Not flushed: after a power
  *   cut a lost record costs a file its ls and sweep details, never a page (its tags are in the tag
  *   logs, its expiry in the expiry index, and the page itself was flushed).
- * - Compaction takes every segment aside, keeps the records whose file is still there, and appends
- *   those to a segment of its own. A writer whose segment was taken after its append appends again
+ * - Compaction takes every segment aside, keeps the records whose version is still in place, and
+ *   appends those to a segment of its own, a segment at a time. A writer whose segment was taken after its append appends again
  *   once its pages are placed (`ensureIndexed`, commit step 7), so no record of a page is lost to it.
- * - Reading is the whole index, O(cache): for ls and sweep, which visit every file anyway, and for
- *   refreshing a prefix. Expiry and refresh by tag carry what they need in their own records.
+ * - Reading is the whole index, a segment at a time, O(cache) in time and O(one segment) in memory:
+ *   for ls and sweep, which visit every file anyway, and for refreshing a prefix. Expiry and refresh
+ *   by tag carry what they need in their own records.
  */
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { ownedName } from '../owner.js';
-import { type FileIdentity, type RecordLogs, isSameFile } from './record-log.js';
+import { type FileIdentity, type StateFiles, isSameFile } from './state-files.js';
 
 /** What the index keeps about one stored file. */
 export interface EntryMeta {
@@ -87,7 +88,7 @@ export class MetaIndex {
 
 export class MetaLog {
   readonly dir: string;
-  private readonly logs: RecordLogs;
+  private readonly logs: StateFiles;
   private readonly statOf: (file: string) => Promise<Stats | undefined>;
   private segment: string | undefined;
   private segmentBytes = 0;
@@ -95,7 +96,7 @@ export class MetaLog {
   private keptBytes = 0;
 
   /** `statOf` gives the lstat of a stored file (root-relative), undefined when it is not there. */
-  constructor(dir: string, logs: RecordLogs, statOf: (file: string) => Promise<Stats | undefined>) {
+  constructor(dir: string, logs: StateFiles, statOf: (file: string) => Promise<Stats | undefined>) {
     this.dir = dir;
     this.logs = logs;
     this.statOf = statOf;
@@ -126,26 +127,39 @@ export class MetaLog {
     return this.appendedBytes > Math.max(COMPACT_AFTER_BYTES, this.keptBytes);
   }
 
-  /** Every record in the index, read at once. */
-  async load(): Promise<MetaIndex> {
-    if (!(await this.logs.directory(this.dir, false))) return new MetaIndex();
-    // A segment listed and then gone was taken aside or compacted meanwhile: its records are in a
-    // file the listing did not have yet, so list again.
+  /**
+   * Calls `visit` with every record, one segment at a time (memory: one segment, not the index). A
+   * segment listed and then gone was taken aside or compacted meanwhile, its records now in a file the
+   * listing did not have: the scan starts over, so `visit` may see a record twice.
+   */
+  async scan(visit: (record: MetaRecord) => void): Promise<void> {
+    if (!(await this.logs.directory(this.dir, false))) return;
     for (let attempt = 0; ; attempt++) {
-      const index = new MetaIndex();
       let complete = true;
       for (const name of await this.segmentNames()) {
         const payloads = await this.logs.readIfThere(path.join(this.dir, name));
         if (payloads === undefined) complete = false;
-        else for (const payload of payloads) addPayload(index, payload);
+        else for (const payload of payloads) {
+          const record = parseRecord(payload);
+          if (record !== undefined) visit(record);
+        }
       }
-      if (complete || attempt >= 8) return index;
+      if (complete || attempt >= 8) return;
     }
   }
 
+  /** The records of `files` (of every file, without it), by file. */
+  async load(files?: ReadonlySet<string>): Promise<MetaIndex> {
+    const index = new MetaIndex();
+    await this.scan((record) => {
+      if (files === undefined || files.has(record.file)) index.add(record);
+    });
+    return index;
+  }
+
   /**
-   * Rewrites the index with only the records of files still in place; skipped while another process
-   * compacts. Resolves to how many records were dropped.
+   * Rewrites the index with only the records of files still in place, a segment at a time; skipped
+   * while another process compacts. Resolves to how many records were dropped.
    */
   async compact(): Promise<number> {
     let dropped = 0;
@@ -154,33 +168,31 @@ export class MetaLog {
       const taken: string[] = [];
       for (const name of await this.segmentNames()) {
         const file = path.join(this.dir, name);
-        // Aside already: a compaction that died, or a purge --all's leftovers. Taken as they are.
+        // Aside already: a compaction that died, or what a purge --all left. Taken as they are.
         if (name.endsWith('.aside')) taken.push(file);
         else {
           const aside = await this.logs.takeAside(file);
           if (aside !== undefined) taken.push(aside);
         }
       }
-      const index = new MetaIndex();
-      let records = 0;
-      for (const file of taken) {
-        for (const payload of await this.logs.read(file)) if (addPayload(index, payload)) records++;
-      }
-      const kept: MetaRecord[] = [];
-      for (const file of index.files()) {
-        const record = index.current(file, await this.statOf(file));
-        if (record !== undefined) kept.push(record);
-      }
-      dropped = records - kept.length;
       this.appendedBytes = 0;
-      this.keptBytes = 0;
-      for (let i = 0; i < kept.length; i += 512) {
-        const appended = await this.append(kept.slice(i, i + 512));
-        await this.ensureIndexed(appended);
+      let keptBytes = 0;
+      for (const segment of taken) {
+        const kept: MetaRecord[] = [];
+        for (const payload of await this.logs.read(segment)) {
+          const record = parseRecord(payload);
+          if (record !== undefined && isSameFile(record, await this.statOf(record.file))) kept.push(record);
+          else dropped++;
+        }
+        for (let i = 0; i < kept.length; i += 512) {
+          const appended = await this.append(kept.slice(i, i + 512));
+          await this.ensureIndexed(appended);
+        }
+        keptBytes += this.appendedBytes;
+        this.appendedBytes = 0;
+        await this.logs.remove(segment);
       }
-      this.keptBytes = this.appendedBytes;
-      this.appendedBytes = 0;
-      for (const file of taken) await this.logs.remove(file);
+      this.keptBytes = keptBytes;
     });
     return dropped;
   }
@@ -190,16 +202,13 @@ export class MetaLog {
   }
 }
 
-function addPayload(index: MetaIndex, payload: string): boolean {
-  let record: unknown;
+function parseRecord(payload: string): MetaRecord | undefined {
   try {
-    record = JSON.parse(payload);
+    const record: unknown = JSON.parse(payload);
+    return isMetaRecord(record) ? record : undefined;
   } catch {
-    return false;
+    return undefined;
   }
-  if (!isMetaRecord(record)) return false;
-  index.add(record);
-  return true;
 }
 
 function isMetaRecord(value: unknown): value is MetaRecord {

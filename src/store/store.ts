@@ -7,13 +7,13 @@ import { constants as fsConstants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PrerenderError, isErrno } from '../errors.js';
-import { fileIo, type FileIo } from '../file-io.js';
-import { NoFollow } from '../no-follow.js';
+import { fileIo, type FileIo } from './file-io.js';
+import { NoFollow } from './no-follow.js';
 import type { PageBody } from '../page-body.js';
 import { STATE_DIR, isBelow, resolveInRoot } from '../url-path.js';
 import { inUse, ownedName, ownerOf } from '../owner.js';
 import { MetaLog } from './meta-log.js';
-import { RecordLogs } from './record-log.js';
+import { StateFiles } from './state-files.js';
 import { DIR_MODE, FILE_MODE, makeDirectories, placeFile, pruneEmptyDirectories, umaskStrips } from './disk.js';
 import { refuseSwapBase, rootError } from './root-checks.js';
 import { TempFile, type StagedFile } from './temp-file.js';
@@ -59,8 +59,8 @@ export class Store {
   readonly metaDir: string;
   /** The meta records of the files in the tree (meta-log.ts). */
   readonly meta: MetaLog;
-  /** The record logs of the state directory, for the indexes kept there (record-log.ts). */
-  readonly logs: RecordLogs;
+  /** The files of the state directory, for the indexes kept there (state-files.ts). */
+  readonly state: StateFiles;
   private readonly durable: boolean;
   private readonly io: FileIo;
   /** Checks that no directory below the root is a symlink before it is used (no-follow.ts). */
@@ -76,8 +76,8 @@ export class Store {
     this.durable = options.durable ?? true;
     this.io = fileIo;
     this.noFollow = new NoFollow(this.root, this.io);
-    this.logs = new RecordLogs(this.noFollow);
-    this.meta = new MetaLog(this.metaDir, this.logs, (file) => this.fileStats(file));
+    this.state = new StateFiles(this.stateDir, this.root);
+    this.meta = new MetaLog(this.metaDir, this.state, (file) => this.fileStats(file));
     this.rootMayBeLink = options.rootMayBeLink ?? true;
   }
 

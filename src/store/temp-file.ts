@@ -2,7 +2,7 @@
  * Temp files of the state directory: a streamed one (`TempFile`, for precompressed siblings and
  * doctor's probes), and a page body written whole on its way into the tree (`StagedFile`, commit.ts).
  */
-import type { FileIo } from '../file-io.js';
+import type { FileIo } from './file-io.js';
 import { FILE_MODE, umaskStrips } from './disk.js';
 
 /** A page body written to a temp file of the state directory, on its way into the tree. */

@@ -101,8 +101,8 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'no-tag-reappend',
-    guard: 'record-log appendUntilLive: records re-appended when a purge or compaction took the log aside (tag logs and meta segments)',
-    file: 'src/store/record-log.ts',
+    guard: 'state-files appendUntilLive: records re-appended when a purge or compaction took the log aside (tag logs and meta segments)',
+    file: 'src/store/state-files.ts',
     edits: [{ find: '      if (await this.isLive(log, identity)) return;\n', replace: '      if (true as boolean) return;\n' }],
     tests: ['commit.test.ts'],
   },
@@ -199,7 +199,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'crawl-deletes-builds-in-progress',
     guard: 'crawl --swap: another crawl\'s generation still being built (its marker\'s owner alive) is not deleted',
-    file: 'src/crawl/generations.ts',
+    file: 'src/store/generations.ts',
     edits: [{ find: "    if (builder !== '' && inUse(ownerOf(builder), age, { maxAgeMs: FOREIGN_BUILD_MS })) continue;\n", replace: '' }],
     tests: ['crawl.test.ts'],
   },

@@ -13,9 +13,9 @@
 import { constants, type Stats } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { PrerenderError, isErrno } from './errors.js';
+import { PrerenderError, isErrno } from '../errors.js';
 import type { FileIo } from './file-io.js';
-import { STATE_DIR, isBelow } from './url-path.js';
+import { STATE_DIR, isBelow } from '../url-path.js';
 
 export const O_NOFOLLOW = constants.O_NOFOLLOW;
 
@@ -109,24 +109,8 @@ export class NoFollow {
   }
 }
 
-/**
- * Makes (or checks) `dir`, a directory of the state directory `<root>/.prerender/...`, without going
- * through a symlink: one there is EROOT. For modules that keep files of their own in the state
- * directory (the expiry index, the fleet agent's position) and have no NoFollow of their root.
- */
-export async function ensureStateDirectory(dir: string, io: FileIo): Promise<void> {
-  const parts = path.resolve(dir).split(path.sep);
-  const at = parts.lastIndexOf(STATE_DIR);
-  if (at < 1) throw new TypeError(`Expected \`dir\` to be below a ${STATE_DIR} directory, not ${dir}`);
-  const root = parts.slice(0, at).join(path.sep) || path.sep;
-  await new NoFollow(root, io).ensureStateDir(dir, 0o755, (process.umask() & 0o755) !== 0);
-}
-
 /** Flags that open a state file without following a link at its name. */
 export const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
-export const APPEND_NO_FOLLOW = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
-export const CREATE_NO_FOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-export const UPDATE_NO_FOLLOW = constants.O_RDWR | constants.O_NOFOLLOW;
 
 /** `fs.readFile` of a state file that refuses a symlink at its name (ELOOP) instead of reading through it. */
 export async function readStateFile(file: string): Promise<string> {

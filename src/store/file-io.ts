@@ -4,7 +4,7 @@
  * `undefined` for ENOENT and ENOTDIR.
  */
 import fs, { type Stats } from 'node:fs';
-import { isErrno } from './errors.js';
+import { isErrno } from '../errors.js';
 
 export interface FileIo {
   open(file: string, flags: number, mode: number): Promise<number>;
