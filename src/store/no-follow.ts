@@ -69,6 +69,13 @@ export class NoFollow {
     const state = await this.check(dir);
     if (state === 'ok') return false;
     if (state === 'link') throw symlinkError(dir);
+    // Most often only the last directory is missing (a new page in a section that exists): once its
+    // parent is checked, one mkdir, which never follows a link at its own name, makes it.
+    const parent = path.dirname(dir);
+    if (parent !== this.root && isBelow(this.root, parent) && (await this.check(parent)) === 'ok' && (await this.io.mkdir(dir, mode))) {
+      if (fixMode) await this.io.chmod(dir, mode);
+      return true;
+    }
     // The root itself is the user's to name, link or not; made as before, with its parents.
     if ((await this.io.stat(this.root)) === undefined) await this.io.mkdirp(this.root, mode);
     let current = this.root;
