@@ -95,9 +95,10 @@ concurrent('3 writer processes x 1000 pages while the meta index is compacted ov
       compactions++;
     }
     const written = (await writers).flat();
-    process.stdout.write(` [${compactions} compactions; ${dropped} records of pages not yet placed dropped, then appended again] `);
+    process.stdout.write(` [${compactions} compactions; ${dropped} records dropped, of pages not yet placed or gone] `);
     assert.ok(compactions >= 3, `compactions ran during the writes: ${compactions}`);
-    assert.ok(dropped > 0, `compactions met records whose pages were not placed yet (and dropped ${dropped}), so the race was exercised`);
+    // Whether a compaction met records of pages not yet placed depends on timing (0 in one CI run);
+    // that path is made to happen, deterministically, in commit.test.ts (segments taken before the renames).
     const onDisk = await listFiles(root);
     assert.is(onDisk.length, 3000, 'every page stored');
     const index = await cacheRoot.store.meta.load();
