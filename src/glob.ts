@@ -13,7 +13,6 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import fg from 'fast-glob';
 import picomatch from 'picomatch';
 import { PrerenderError } from './errors.js';
 import { SIBLING_SUFFIXES } from './store/store.js';
@@ -184,6 +183,8 @@ export function urlPathsOf(file: string): string[] {
  * starts at each glob's literal directory, and only when no component of it is a symlink.
  */
 export async function globFiles(root: string, globs: readonly GlobArgument[]): Promise<string[]> {
+  // Loaded on first use: every other purge (and the CLI's start-up) goes without it.
+  const { default: fg } = await import('fast-glob');
   const selected = new Set<string>();
   for (const glob of globs) {
     if (!(await realDirectory(root, glob.dir))) continue;

@@ -1,7 +1,5 @@
 /** `prerender agent`: applies the fleet's purges and crawls to this host's root until stopped (fleet/agent.ts). */
 import type { Command } from 'commander';
-import { startAgent } from '../fleet/agent.js';
-import { checkRedisUrl } from '../fleet/stream.js';
 import { parseOrigin } from '../origin.js';
 import { positiveInteger, redisOption } from './arguments.js';
 import type { CommandContext } from './context.js';
@@ -15,6 +13,7 @@ export function registerAgent(program: Command, { io, rootOption }: CommandConte
     .option('--origin <url>', 'this host\'s app, for fleet crawls and refreshes, e.g. http://127.0.0.1:3000')
     .option('--retention <ms>', 'a host silent this long counts as gone (the stream is trimmed past it)', '600000')
     .action(async (options: { root: string; redis?: string; id?: string; origin?: string; retention: string }) => {
+      const [{ startAgent }, { checkRedisUrl }] = await Promise.all([import('../fleet/agent.js'), import('../fleet/stream.js')]);
       const agent = startAgent({
         root: options.root,
         redis: checkRedisUrl(options.redis),

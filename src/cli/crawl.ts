@@ -1,6 +1,6 @@
 /** `prerender crawl <source>`: fetch every page of a URL list or sitemap and store it (crawl.ts). */
 import type { Command } from 'commander';
-import { crawl, type CrawlReport } from '../crawl/crawl.js';
+import type { CrawlReport } from '../crawl/crawl.js';
 import { PrerenderError } from '../errors.js';
 import { ENCODINGS } from '../precompress.js';
 import { progressReporter } from '../progress.js';
@@ -67,6 +67,7 @@ async function crawlCommand(source: string, options: CrawlCliOptions, { io, setE
     maxDepth: integer(options.maxDepth, '--max-depth'),
     ...(options.maxPages === undefined ? {} : { maxPages: integer(options.maxPages, '--max-pages') }),
   };
+  const { crawl } = await import('../crawl/crawl.js');
   const reporter = progressReporter({ write: io.stderr, isTTY: io.stderrIsTTY });
   const report = await crawl({
     source,

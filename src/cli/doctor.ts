@@ -1,6 +1,5 @@
 /** `prerender doctor --url <public url>`: is nginx really serving hits, and what to fix (doctor.ts). */
 import type { Command } from 'commander';
-import { doctor } from '../doctor.js';
 import type { CommandContext } from './context.js';
 
 export function registerDoctor(program: Command, { io, rootOption, setExitCode }: CommandContext): void {
@@ -11,6 +10,7 @@ export function registerDoctor(program: Command, { io, rootOption, setExitCode }
     .option('--json', 'print the checks as JSON on stdout')
     .addOption(rootOption())
     .action(async (options: { url: string; root: string; host?: string; json?: boolean }) => {
+      const { doctor } = await import('../doctor.js');
       const checks = await doctor({ url: options.url, root: options.root, ...(options.host === undefined ? {} : { host: options.host }) });
       if (options.json === true) io.stdout(`${JSON.stringify({ ok: checks.every((c) => c.ok), checks })}\n`);
       else {

@@ -1,6 +1,5 @@
 /** `prerender export <dir>`: the served tree as a plain static site (export.ts). */
 import type { Command } from 'commander';
-import { exportSite } from '../export.js';
 import type { CommandContext } from './context.js';
 
 export function registerExport(program: Command, { io, rootOption }: CommandContext): void {
@@ -12,6 +11,7 @@ export function registerExport(program: Command, { io, rootOption }: CommandCont
     .option('--json', 'print a machine-readable report on stdout')
     .addOption(rootOption())
     .action(async (dir: string, options: { root: string; precompressed?: boolean; overwrite?: boolean; json?: boolean }) => {
+      const { exportSite } = await import('../export.js');
       const report = await exportSite(options.root, dir, { precompressed: options.precompressed === true, overwrite: options.overwrite === true });
       if (options.json === true) {
         io.stdout(`${JSON.stringify(report)}\n`);

@@ -7,12 +7,16 @@ import type { Command } from 'commander';
 import { PrerenderError } from '../errors.js';
 import type { PurgeSelector } from '../purge.js';
 import { MAX_CRAWL_LIST_BYTES } from '../fleet/entries.js';
-import { publishEntry, publishPurge, type FleetPublishResult } from '../fleet/publish.js';
-import { fleetStatus, formatFleetStatus } from '../fleet/status.js';
-import { FleetRedis, checkRedisUrl, redactUrl } from '../fleet/stream.js';
+import type { FleetPublishResult } from '../fleet/publish.js';
 import type { Readable } from 'node:stream';
 import { positiveInteger, redisOption } from './arguments.js';
 import type { CliIO, CommandContext } from './context.js';
+
+/** The fleet's modules, and the Redis client under them: loaded by the commands that talk to Redis, not by every start of the CLI. */
+const fleetModules = async () => {
+  const [publish, status, stream] = await Promise.all([import('../fleet/publish.js'), import('../fleet/status.js'), import('../fleet/stream.js')]);
+  return { ...publish, ...status, ...stream };
+};
 
 export function registerFleet(program: Command, { io, setExitCode }: CommandContext): void {
   program.command('fleet')
@@ -22,6 +26,7 @@ export function registerFleet(program: Command, { io, setExitCode }: CommandCont
     .addOption(redisOption(io.env))
     .option('--json', 'print a machine-readable report on stdout')
     .action(async (options: { redis?: string; json?: boolean }) => {
+      const { FleetRedis, checkRedisUrl, fleetStatus, formatFleetStatus } = await fleetModules();
       const redis = new FleetRedis(checkRedisUrl(options.redis));
       try {
         const status = await fleetStatus(redis);
@@ -36,6 +41,7 @@ export function registerFleet(program: Command, { io, setExitCode }: CommandCont
 /** `prerender purge ... --redis <url> [--wait <ms>]`. */
 export async function fleetPurge(io: CliIO, url: string, selector: PurgeSelector, options: { wait?: string; json?: boolean; refresh?: boolean }): Promise<void> {
   const waitMs = options.wait === undefined ? 0 : positiveInteger(options.wait, '--wait', 'milliseconds');
+  const { FleetRedis, checkRedisUrl, publishPurge, redactUrl } = await fleetModules();
   const redis = new FleetRedis(checkRedisUrl(url));
   let result: FleetPublishResult;
   try {
@@ -54,6 +60,7 @@ export async function fleetPurge(io: CliIO, url: string, selector: PurgeSelector
 
 /** `prerender crawl <source> --fleet --redis <url> [--wait [ms]]`. Resolves to the exit code. */
 export async function fleetCrawl(io: CliIO, source: string, options: { redis?: string; wait?: string | boolean; concurrency: number; json?: boolean }): Promise<number> {
+  const { FleetRedis, checkRedisUrl, publishEntry, redactUrl } = await fleetModules();
   const url = checkRedisUrl(options.redis);
   const waitMs = options.wait === undefined || options.wait === false ? 0 : options.wait === true ? 3_600_000 : positiveInteger(options.wait, '--wait', 'milliseconds');
   const entry = /^https?:\/\//i.test(source)

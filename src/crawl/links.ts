@@ -5,9 +5,10 @@
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Parser } from 'htmlparser2';
 
 export async function sameOriginLinks(file: string, pageUrl: string): Promise<string[]> {
+  // Loaded on first use: the CLI's other commands (and crawls without --follow) start without it.
+  const { Parser } = await import('htmlparser2');
   const page = new URL(pageUrl);
   let base = page;
   const links = new Set<string>();

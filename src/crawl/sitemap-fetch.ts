@@ -6,7 +6,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
-import fetch from 'node-fetch';
 import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from '../crawl-mark.js';
 import { splitAbsoluteUrl } from '../url-path.js';
 import { quote } from './source-limits.js';
@@ -27,6 +26,8 @@ export function sitemapFetcher(origin: string, timeoutMs: number): SitemapFetche
   return {
     destroy: () => agent.destroy(),
     fetchStream: async (url) => {
+      // Loaded on first use: only a crawl of a sitemap URL needs it.
+      const { default: fetch } = await import('node-fetch');
       let response;
       // Redirects are followed here, one hop at a time, and only while they stay on the origin (or on
       // the sitemap's own public origin, which is fetched from the origin too): node-fetch would follow

@@ -5,7 +5,6 @@
  */
 import type { Readable } from 'node:stream';
 import { TextDecoder } from 'node:util';
-import { Parser } from 'htmlparser2';
 import type { PrerenderError } from '../errors.js';
 import { describeSourceError, overBound, quote, type SourceLimits } from './source-limits.js';
 import type { SourceContext, SourceItem } from './sources.js';
@@ -24,6 +23,8 @@ export interface Reading {
 export const absoluteHttp = /^https?:\/\//i;
 
 export async function* readSitemap(body: AsyncIterable<Buffer>, name: string, reading: Reading, depth: number): AsyncGenerator<SourceItem> {
+  // Loaded on first use, as in links.ts: a crawl of a URL list never needs it.
+  const { Parser } = await import('htmlparser2');
   const { limits } = reading;
   const pages: string[] = [];
   const children: string[] = [];
