@@ -57,6 +57,7 @@ export async function placeFile(io: FileIo, noFollow: NoFollow, source: string, 
       if (isErrno(error, 'ENAMETOOLONG')) return { ok: false, reason: 'name too long for the file system' };
       if (isErrno(error, 'ELOOP')) return { ok: false, reason: `a symlink stands on the way to the file (${error.message.replace(/^ELOOP: /, '')})` };
       if (!isErrno(error, 'ENOENT') || attempt >= 3) throw error;
+      noFollow.forgetChecks();
     }
   }
 }

@@ -35,6 +35,8 @@ export class NoFollow {
   readonly root: string;
   private readonly io: FileIo;
   private realRoot: string | undefined;
+  /** Directories found 'ok' during the current `batch`, with how they were found. */
+  private verified: Map<string, Promise<DirState>> | undefined;
 
   constructor(root: string, io: FileIo) {
     this.root = root;
@@ -47,6 +49,41 @@ export class NoFollow {
    * path leaves the root.
    */
   async check(dir: string): Promise<DirState> {
+    const known = this.verified?.get(dir);
+    if (known !== undefined) return known;
+    const state = this.checkNow(dir);
+    if (this.verified !== undefined) {
+      this.verified.set(dir, state);
+      // Only an 'ok' is kept: a missing directory is made later in the batch, and made through a check.
+      state.then((found) => {
+        if (found !== 'ok') this.verified?.delete(dir);
+      }, () => this.verified?.delete(dir));
+    }
+    return state;
+  }
+
+  /**
+   * Runs `work` (a batch of pages placed at once) with each directory checked once for all of them:
+   * a batch of 256 pages of one section checks that section once, not 256 times. A link swapped in
+   * meanwhile is the race the header describes, over the batch's placing (milliseconds) instead of
+   * one page's.
+   */
+  async batch<T>(work: () => Promise<T>): Promise<T> {
+    if (this.verified !== undefined) return work();
+    this.verified = new Map();
+    try {
+      return await work();
+    } finally {
+      this.verified = undefined;
+    }
+  }
+
+  /** Drops what `batch` knows: a directory it found may have been removed since (a purge pruned it). */
+  forgetChecks(): void {
+    this.verified?.clear();
+  }
+
+  private async checkNow(dir: string): Promise<DirState> {
     const relative = path.relative(this.root, dir);
     if (relative === '') return 'ok';
     if (!isBelow(this.root, dir)) return 'link';

@@ -265,6 +265,11 @@ export class Store {
     if (!file.placed) await this.io.unlink(file.temp).catch(() => undefined);
   }
 
+  /** `place` for a batch, all at once, each directory on the way checked once for the batch (NoFollow.batch). */
+  placeBatch(files: ReadonlyArray<{ staged: StagedFile; file: string }>): Promise<Array<PlaceResult | { error: unknown }>> {
+    return this.noFollow.batch(() => Promise.all(files.map(({ staged, file }) => this.place(staged, file).catch((error: unknown) => ({ error })))));
+  }
+
   /**
    * Moves a flushed staged file into place at `file` (its meta was recorded with its batch). A file
    * standing where a directory is needed, or a directory where the file goes, is left alone and the
