@@ -7,6 +7,10 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { governingDirectives } from '../src/cache-control.js';
 import { MAX_DELTA_SECONDS, freshnessOf, parseAge } from '../src/freshness.js';
 import { parseDictionary } from '../src/structured-field.js';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { crawl } from '../src/crawl/crawl.js';
+import { toCachePath } from '../src/url-path.js';
 import { nginxAvailable, request, setUpSuite, startCachedSite, stopCachedSite, type CachedSite, type Reply } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -192,6 +196,22 @@ viaNginx('each header set is stored or not as RFC 9111 and RFC 9213 say', async 
   assert.is(first.get('/cdn-over-private')?.headers['cache-control'], 'private');
   assert.is(first.get('/cdn-over-private')?.headers['cdn-cache-control'], 'max-age=60');
   assert.is(first.get('/own-over-cdn')?.headers['prerender-cache-control'], undefined);
+});
+
+viaNginx('a crawl reads the same header lines the same way: it stores exactly the pages the middleware stores', async (site) => {
+  if (!hasNginx) return;
+  const origin = site.app.url;
+  const list = path.join(site.dir, 'freshness-urls.txt');
+  await fs.writeFile(list, cases.map(([target]) => `${target}\n`).join(''));
+  const root = path.join(site.dir, 'crawled');
+  const report = await crawl({ source: list, origin, root });
+  assert.is(report.counts.failed, 0);
+  for (const [target, , stored] of cases) {
+    const mapped = toCachePath(target);
+    if (!mapped.ok) throw new Error(`${target} does not map to a file`);
+    const found = await fs.stat(path.join(root, mapped.value.file)).then(() => true, () => false);
+    assert.is(found, stored, target);
+  }
 });
 
 viaNginx.run();

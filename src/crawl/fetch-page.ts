@@ -117,21 +117,13 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     return { outcome: 'failed', status, reason: `status ${status}`, retryable, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
   }
 
-  const headers: OutgoingHttpHeaders = {};
-  for (const [name, values] of Object.entries(response.headersDistinct)) {
-    if (values === undefined) continue;
-    headers[name] = name === 'set-cookie' ? values : values.join(', ');
-  }
-  const verdict = checkResponse(status, headers, target, Date.now(), renderedAt);
+  const verdict = checkResponse(status, joinedHeaders(response.rawHeaders), target, Date.now(), renderedAt);
   if (!verdict.store) return { outcome: 'skipped', status, reason: verdict.reason };
 
   const sink = new BodySink(new PageBody(), verdict, options.maxBodyBytes);
   let refused: string | undefined;
   try {
-    for await (const chunk of response) {
-      refused = sink.push(chunk as Buffer);
-      if (refused !== undefined) break;
-    }
+    refused = await readBody(response, (chunk) => sink.push(chunk));
   } catch (error) {
     sink.body.discard();
     return { outcome: 'failed', status, reason: describe(error), retryable: true };
@@ -164,6 +156,55 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     return { outcome: 'failed', status, reason: error.message, retryable: true };
   });
   return { outcome: 'storing', status, bytes, settled };
+}
+
+/**
+ * The response's header fields as the policy reads them: every line of a field kept, joined with
+ * ", " (RFC 9110 §5.3), Set-Cookie as its list. `headers` would drop repeats of some fields (a second
+ * Age, Content-Type or Expires), which the policy must see; this is `headersDistinct` joined, in one
+ * pass over the raw lines instead of that getter's arrays.
+ */
+function joinedHeaders(raw: readonly string[]): OutgoingHttpHeaders {
+  // No prototype: a field named `__proto__` or `constructor` is a field like any other.
+  const headers = Object.create(null) as OutgoingHttpHeaders;
+  const cookies: string[] = [];
+  for (let index = 0; index + 1 < raw.length; index += 2) {
+    const name = (raw[index] as string).toLowerCase();
+    const value = raw[index + 1] as string;
+    if (name === 'set-cookie') {
+      cookies.push(value);
+      continue;
+    }
+    const previous = headers[name];
+    headers[name] = previous === undefined ? value : `${String(previous)}, ${value}`;
+  }
+  if (cookies.length > 0) headers['set-cookie'] = cookies;
+  return headers;
+}
+
+/**
+ * Hands each chunk of a body to `take` until it ends or `take` refuses one (resolving to its reason);
+ * rejects when the exchange fails mid-body. Listeners rather than `for await`: the stream's async
+ * iterator costs a promise and a few objects a chunk, at every page of a crawl.
+ */
+function readBody(response: IncomingMessage, take: (chunk: Buffer) => string | undefined): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const finish = (settle: () => void): void => {
+      // The error listener stays: an error after a refusal (the socket is destroyed next) must not go
+      // unhandled, and rejects a promise already settled, which does nothing.
+      response.off('data', onData).off('end', onEnd).off('close', onClose);
+      settle();
+    };
+    const onData = (chunk: Buffer): void => {
+      const refused = take(chunk);
+      if (refused !== undefined) finish(() => resolve(refused));
+    };
+    const onEnd = (): void => finish(() => resolve(undefined));
+    const onError = (error: Error): void => finish(() => reject(error));
+    // Closed without an end (a reset the parser did not report as an error): `complete` tells.
+    const onClose = (): void => finish(() => resolve(undefined));
+    response.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
 }
 
 /** Reads and drops up to MAX_DRAINED bytes of a body; a longer one is left for `destroy`. */
