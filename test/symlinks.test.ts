@@ -91,6 +91,21 @@ tree('the middleware does not store through it', async (context) => {
   await assertVictimUntouched(context, 'store');
 });
 
+tree('a directory swapped for a link after a store: the next batch checks it again and stores nothing through it', async (context) => {
+  // Directories are checked once a batch (NoFollow.batch): what a batch found must not outlive it.
+  // Two batches: the second finds blog/ in place, and checks it (the first made it).
+  for (const target of ['/blog/first', '/blog/second']) {
+    assert.is((await request(context.app.port, target)).status, 200);
+    await context.cache.idle();
+    assert.ok(await fs.stat(path.join(context.root, target, 'index.html')), `${target} is stored`);
+  }
+  await fs.rm(path.join(context.root, 'blog'), { recursive: true });
+  await fs.symlink(context.victim, path.join(context.root, 'blog'));
+  for (const target of ['/blog/new', '/blog/x']) assert.is((await request(context.app.port, target)).status, 200);
+  await context.cache.idle();
+  await assertVictimUntouched(context, 'store after the swap');
+});
+
 tree('a crawl and a refresh do not store through it', async (context) => {
   await fs.symlink(context.victim, path.join(context.root, 'blog'));
   const crawled = await runCli(['crawl', '-', '--origin', context.app.url, '--root', context.root, '--json'], { input: '/blog/new\n/blog/x\n/blog/deep/er/page\n/fine\n' });

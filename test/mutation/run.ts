@@ -145,6 +145,13 @@ export const MUTATIONS: Mutation[] = [
     tests: ['expiry.test.ts'],
   },
   {
+    name: 'dir-checks-outlive-batch',
+    guard: 'NoFollow.batch: directories found free of links are trusted for one batch only',
+    file: 'src/store/no-follow.ts',
+    edits: [{ find: '    } finally {\n      this.verified = undefined;\n    }\n', replace: '    } finally {\n      this.verified = this.verified ?? undefined;\n    }\n' }],
+    tests: ['symlinks.test.ts'],
+  },
+  {
     name: 'refused-temp-kept',
     guard: 'commit settle: the temp file of a page refused before its rename is removed',
     file: 'src/commit.ts',
