@@ -43,7 +43,7 @@ const UNUSED_UPSTREAM = 'http://127.0.0.1:9';
 const SMALL_PAGE = '<!doctype html><html><head><meta charset=utf-8><title>bench</title></head><body><p>a small page</p></body></html>';
 
 type Defer = (cleanup: () => Promise<void>) => void;
-type Tool = 'prerender' | 'wget2' | 'fetch only';
+type Tool = 'prerender' | 'wget2' | 'fetch only' | 'store floor';
 
 interface CrawlJson {
   counts: { stored: number; skipped: number; failed: number; total: number };
@@ -72,7 +72,7 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
   const list = path.join(work, 'urls.txt');
   await fs.writeFile(list, Array.from({ length: PAGES }, (_, i) => `${origin.url}/p/${i}\n`).join(''));
 
-  const times: Record<Tool, number[]> = { prerender: [], wget2: [], 'fetch only': [] };
+  const times: Record<Tool, number[]> = { prerender: [], wget2: [], 'fetch only': [], 'store floor': [] };
   const tools = Object.keys(times) as Tool[];
   // Round 0 is a warm-up: nginx's first pass over the files and the tools' first start-up are not timed.
   for (let round = 0; round <= RUNS; round++) {
@@ -88,12 +88,16 @@ async function speedRows(work: string, defer: Defer): Promise<BenchRow[]> {
   const wget2 = median(times.wget2);
   const ratio = median(times.prerender) / wget2;
   const floorRatio = median(times['fetch only']) / wget2;
+  const storeFloor = median(times['store floor']);
   return [
     timeRow('prerender crawl', times.prerender),
     timeRow('wget2 -i', times.wget2),
     timeRow('node:http fetch only, nothing written', times['fetch only']),
+    timeRow('node:http fetch + each page stored durably, nothing else', times['store floor']),
     { bench: BENCH, case: `ratio prerender/wget2, ${PAGES} pages`, value: ratio, unit: 'x', note: `goal <= ${SPEED_GOAL}x (issue 15): ${ratio <= SPEED_GOAL ? 'met' : 'NOT met'}` },
     { bench: BENCH, case: 'ratio node:http fetch only/wget2', value: floorRatio, unit: 'x', note: 'no goal: a Node process that only fetches, against wget2 fetching and writing' },
+    { bench: BENCH, case: 'ratio store floor/wget2', value: storeFloor / wget2, unit: 'x', note: 'the floor under the goal: a Node process that fetches and stores each page as the contract asks (flushed before its rename), with no policy, index or batching' },
+    { bench: BENCH, case: 'ratio prerender/store floor', value: median(times.prerender) / storeFloor, unit: 'x', note: 'no goal: what prerender costs above that floor (policy, records, purge checks, its batching)' },
     ...layout,
   ];
 }
@@ -203,6 +207,54 @@ agent.destroy();
 process.stdout.write(String(bytes));
 `;
 
+/**
+ * The floor under the goal for any Node crawler that keeps the contract's write rule (invariant 3: a
+ * file renamed into a served path was flushed first): the fetch above, and each page stored the
+ * cheapest way that rule allows, in prerender's layout (a directory a page, mtime set, inode read),
+ * every call through libuv's thread pool as Node's async fs makes them. No policy, no index records,
+ * no purge checks, no batching. Arguments: port, pages, concurrency, output directory.
+ */
+const STORE_FLOOR_SCRIPT = `
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+const [port, pages, concurrency] = process.argv.slice(1, 4).map(Number);
+const out = process.argv[4];
+const call = (f, ...args) => new Promise((resolve, reject) => f(...args, (error, value) => (error ? reject(error) : resolve(value))));
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+fs.mkdirSync(path.join(out, 'tmp'), { recursive: true });
+fs.mkdirSync(path.join(out, 'p'), { recursive: true });
+const fetchOne = (target) => new Promise((resolve, reject) => {
+  http.get({ host: '127.0.0.1', port, path: target, agent }, (response) => {
+    const chunks = [];
+    response.on('data', (chunk) => chunks.push(chunk));
+    response.on('end', () => (response.statusCode === 200 ? resolve(chunks) : reject(new Error(target + ': ' + response.statusCode))));
+    response.on('error', reject);
+  }).on('error', reject);
+});
+const store = async (i, chunks) => {
+  const temp = path.join(out, 'tmp', i + '.tmp');
+  const fd = await call(fs.open, temp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o644);
+  await call(fs.writev, fd, chunks);
+  await call(fs.futimes, fd, 1e9, 1e9);
+  await call(fs.fstat, fd);
+  await call(fs.fdatasync, fd);
+  await call(fs.close, fd);
+  await call(fs.mkdir, path.join(out, 'p', String(i)), 0o755);
+  await call(fs.rename, temp, path.join(out, 'p', String(i), 'index.html'));
+};
+let next = 0;
+const storing = [];
+await Promise.all(Array.from({ length: concurrency }, async () => {
+  while (next < pages) {
+    const i = next++;
+    storing.push(store(i, await fetchOne('/p/' + i)));
+  }
+}));
+await Promise.all(storing);
+agent.destroy();
+`;
+
 /** Distinct pages of about 4 KB, as a site's HTML would be, as extensionless files nginx serves as HTML. */
 async function writeSite(site: string): Promise<void> {
   const dir = path.join(site, 'p');
@@ -242,6 +294,13 @@ async function timedCrawl(tool: Tool, out: string, list: string, origin: Nginx):
   if (tool === 'prerender') {
     const run = await execBounded(process.execPath, crawlArgs(list, origin, out, CONCURRENCY), { timeoutMs: CRAWL_LIMIT_MS });
     expectCrawl(run, PAGES, 'prerender crawl');
+    return run.ms / 1000;
+  }
+  if (tool === 'store floor') {
+    // The thread pool as bin/prerender.js sizes it, so the flushes overlap alike.
+    const run = await execBounded(process.execPath, ['--input-type=module', '-e', STORE_FLOOR_SCRIPT, String(origin.port), String(PAGES), String(CONCURRENCY), out], { timeoutMs: CRAWL_LIMIT_MS, env: { ...process.env, UV_THREADPOOL_SIZE: '16' } });
+    const files = run.code === 0 ? (await listFiles(path.join(out, 'p'))).length : 0;
+    if (files !== PAGES) throw new Error(`${BENCH}: the store floor exited ${run.code ?? run.signal} with ${files} of ${PAGES} pages: ${run.stderr.slice(0, 2000)}`);
     return run.ms / 1000;
   }
   if (tool === 'fetch only') {

@@ -16,10 +16,10 @@ export interface Execution {
 /** Output beyond this is dropped: progress lines from a long crawl must not grow without bound. */
 const MAX_OUTPUT_CHARS = 1_000_000;
 
-export function execBounded(command: string, args: readonly string[], options: { timeoutMs: number; cwd?: string }): Promise<Execution> {
+export function execBounded(command: string, args: readonly string[], options: { timeoutMs: number; cwd?: string; env?: NodeJS.ProcessEnv }): Promise<Execution> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: options.cwd, ...(options.env === undefined ? {} : { env: options.env }), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => {
