@@ -39,6 +39,8 @@ export class BodySink {
 
   /** Call once the body is complete; returns why it cannot be stored, if it cannot. */
   end(): string | undefined {
+    // An empty body writes nothing, so only here does a page the budget had no room for show.
+    if (!this.body.admitted) return OVER_BUDGET;
     if (this.expectedLength !== undefined && this.expectedLength !== this.body.bytes) {
       return `body is ${this.body.bytes} bytes but Content-Length said ${this.expectedLength}`;
     }

@@ -11,7 +11,7 @@ import { createCoalescer } from './coalesce.js';
 import { StatsRecorder, metricsHandler, prometheusText, type CacheStats } from './stats.js';
 import { normalizeHost } from './policy.js';
 import { CacheRoot, entryFor } from './cache-root.js';
-import { ByteBudget, PageBody } from './page-body.js';
+import { ByteBudget, PENDING_PAGE_BYTES, PageBody } from './page-body.js';
 import { expiryTimer } from './expiry.js';
 import type { Encoding } from './precompress.js';
 import { resolveCacheOptions } from './cache-options.js';
@@ -218,7 +218,7 @@ export function createCache(options: CacheOptions): Cache {
         warn('invalidate', `could not invalidate ${targets.join(', ')} under ${root.root} after an unsafe request`, error);
       }
     },
-    saturated: () => budget.held >= budget.limit,
+    saturated: () => budget.held + PENDING_PAGE_BYTES > budget.limit,
     maxBodyBytes,
     openBody() {
       open++;

@@ -15,6 +15,8 @@ import { CacheRoot } from '../src/cache-root.js';
 import { HOST_TAG } from '../src/owner.js';
 import { crawl, type CrawlOptions } from '../src/index.js';
 import { OptionError } from '../src/options.js';
+import { setCommitHook } from '../src/commit.js';
+import { PENDING_PAGE_BYTES } from '../src/page-body.js';
 import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -427,6 +429,47 @@ crawlSuite('progress never counts past the total: refused lines, duplicates, red
   const last = /crawl: (\d+)\/(\d+) [^\n]*\n$/.exec(cli.stderr);
   assert.ok(last !== null, cli.stderr);
   assert.is(last?.[1], last?.[2], cli.stderr);
+});
+
+crawlSuite('pages fetched while the store is held wait in bounded memory: tiny pages count PENDING_PAGE_BYTES each', async (context) => {
+  let requests = 0;
+  const origin = await startServer((req, res) => {
+    requests++;
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(`<p>${req.url ?? ''}</p>`);
+  });
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let heldBatches = 0;
+  setCommitHook(async (step) => {
+    if (step !== 'indexed') return;
+    heldBatches++;
+    await held;
+  });
+  try {
+    // The crawl's bound (16 MiB) over PENDING_PAGE_BYTES, a batch taken and the pages in flight.
+    const bound = (16 * 1024 * 1024) / PENDING_PAGE_BYTES + 256 + 8;
+    const urls = bound + 2000;
+    const list = await writeList(context, Array.from({ length: urls }, (_, i) => `/t/${i}`));
+    const crawling = crawl({ source: list, origin: origin.url, root: context.root, concurrency: 8 });
+    // Until the fetching stops: the workers wait for room.
+    let seen = -1;
+    while (seen !== requests) {
+      seen = requests;
+      await sleep(300);
+    }
+    assert.ok(heldBatches >= 1, 'the store was held');
+    assert.ok(requests <= bound, `${requests} pages fetched while the store was held; bound ${bound}`);
+    release();
+    const report = await crawling;
+    assert.is(report.counts.stored, urls);
+  } finally {
+    setCommitHook(undefined);
+    release();
+    await origin.close();
+  }
 });
 
 crawlSuite.run();

@@ -14,6 +14,7 @@ import polka from 'polka';
 import { createCache, type Cache, type CacheEvent } from '../src/index.js';
 import { listFiles, removeDir, request, sleep, startServer, tempDir, waitFor } from './helpers.js';
 import { HOST_TAG } from '../src/owner.js';
+import { PENDING_PAGE_BYTES } from '../src/page-body.js';
 
 interface Context {
   dir: string;
@@ -93,7 +94,7 @@ wrap('headers passed to writeHead (object and raw array) are seen and tags strip
 });
 
 wrap('tag headers are stripped from responses that are never stored, and from a busy cache\'s', async (context) => {
-  const busy = createCache({ root: path.join(context.dir, 'busy'), maxPendingBytes: Buffer.byteLength('<p>first half</p>'), log: () => undefined });
+  const busy = createCache({ root: path.join(context.dir, 'busy'), maxPendingBytes: PENDING_PAGE_BYTES + Buffer.byteLength('<p>first half</p>'), log: () => undefined });
   let releaseHeld: (() => void) | undefined;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     if (req.url === '/held') {
@@ -330,7 +331,7 @@ wrap('stale temp files of dead processes are removed at start; live ones stay', 
 wrap('a miss storm: past maxPendingBytes responses pass through unstored, counted as dropped, one warning, and storing resumes', async (context) => {
   const warnings: string[] = [];
   const events: CacheEvent[] = [];
-  const cache = createCache({ root: context.root, maxPendingBytes: 40, log: (message) => warnings.push(message), onEvent: (event) => events.push(event) });
+  const cache = createCache({ root: context.root, maxPendingBytes: 2 * PENDING_PAGE_BYTES + 40, log: (message) => warnings.push(message), onEvent: (event) => events.push(event) });
   const app = await startServer(cache.wrap((req, res) => {
     res.writeHead(200, { 'Content-Type': html });
     res.end(`<p>${req.url}</p>`);

@@ -18,6 +18,7 @@ import { entryFor, type CacheRoot } from '../cache-root.js';
 import { CRAWL_MARK_HEADER, CRAWL_MARK_VALUE } from '../crawl-mark.js';
 import { isErrno } from '../errors.js';
 import { checkResponse } from '../policy.js';
+import type { EntryMeta } from '../store/meta-log.js';
 import { encodePath, type CachePath } from '../url-path.js';
 
 export interface FetchPageOptions {
@@ -142,7 +143,18 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     return { outcome: 'failed', status, reason: refusal, retryable: true };
   }
   const bytes = sink.body.bytes;
-  const settled = root.commit(sink.body, entryFor(target, verdict, renderedAt, bytes)).then((committed): PageOutcome => (
+  const settled = submit(root, sink.body, entryFor(target, verdict, renderedAt, bytes), status);
+  return { outcome: 'storing', status, bytes, settled };
+}
+
+/**
+ * Hands the page to the store. A function of its own so that what waits for the batch holds only
+ * these few values: a closure in `receive` would keep the whole response (socket, headers, parser
+ * state) alive until the batch is written, some kilobytes a page while thousands wait.
+ */
+function submit(root: CacheRoot, body: PageBody, entry: EntryMeta, status: number): Promise<PageOutcome> {
+  const bytes = body.bytes;
+  return root.commit(body, entry).then((committed): PageOutcome => (
     committed.stored ? { outcome: 'stored', status, bytes } : { outcome: 'skipped', status, reason: committed.reason }
   ), (error: unknown): PageOutcome => {
     // A write the file system refused (an errno, or the store's EROOT wrapping one) is this page's
@@ -155,7 +167,6 @@ async function receive(root: CacheRoot, target: CachePath, renderedAt: number, r
     // Others may pass: a deleted root is set up again, descriptors run out for a moment.
     return { outcome: 'failed', status, reason: error.message, retryable: true };
   });
-  return { outcome: 'storing', status, bytes, settled };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { CacheRoot } from '../cache-root.js';
 import { encodePath, toCachePath, type CachePath } from '../url-path.js';
+import { PENDING_PAGE_BYTES } from '../page-body.js';
 import { fetchAndSubmit, type PageOutcome } from './fetch-page.js';
 import { sameOriginLinks } from './links.js';
 import type { CrawlSettings } from './options.js';
@@ -16,8 +17,11 @@ import { SeenSet } from './seen-set.js';
 import { quote } from './source-limits.js';
 import { parseEntry, type SourceItem } from './sources.js';
 
-/** Bytes of fetched pages waiting for the store's next batch, at most, before the workers wait. */
-const MAX_STORING_BYTES = 32 * 1024 * 1024;
+/**
+ * Bytes of fetched pages waiting for the store's next batch, at most, before the workers wait; each
+ * page counts PENDING_PAGE_BYTES besides its body, so tiny pages cannot pile up by the hundred thousand.
+ */
+const MAX_STORING_BYTES = 16 * 1024 * 1024;
 
 export interface PoolContext {
   settings: CrawlSettings;
@@ -162,6 +166,20 @@ export async function runPool(context: PoolContext): Promise<void> {
    */
   const storing = new Set<Promise<void>>();
   let storingBytes = 0;
+  /**
+   * Workers waiting for room below MAX_STORING_BYTES, woken as stores settle. Not `Promise.race` over
+   * `storing`: each call attaches a reaction to every pending store, thousands a call, kept until
+   * those settle (a crawl of 100k tiny pages grew to 2.6 GB that way).
+   */
+  let roomWaiters: Array<() => void> = [];
+  /** An error a store threw that is not a write refused (a bug): the crawl stops and throws it. */
+  let storeFailure: { error: unknown } | undefined;
+  const wakeForRoom = (): void => {
+    if (storingBytes > MAX_STORING_BYTES) return;
+    const waiting = roomWaiters;
+    roomWaiters = [];
+    for (const resolve of waiting) resolve();
+  };
   const noteUnwritable = (task: Task, outcome: PageOutcome): void => {
     if (outcome.outcome !== 'failed' || outcome.unwritable !== true) return;
     halted = true;
@@ -193,11 +211,12 @@ export async function runPool(context: PoolContext): Promise<void> {
       attempts++;
       const fetched = await fetchAndSubmit(root, target, { origin, timeoutMs: settings.timeoutMs, maxBodyBytes: settings.maxBodyBytes, agent });
       if (fetched.outcome === 'storing' && !toFollow) {
-        const { bytes } = fetched;
+        const bytes = fetched.bytes + PENDING_PAGE_BYTES;
         storingBytes += bytes;
         const settledAttempts = attempts;
         const done: Promise<void> = fetched.settled.then(async (result) => {
           storingBytes -= bytes;
+          wakeForRoom();
           noteUnwritable(task, result);
           // A write that may pass next time (a root deleted under the crawl is set up again) is tried
           // again as a whole, as a failed fetch is.
@@ -207,11 +226,18 @@ export async function runPool(context: PoolContext): Promise<void> {
           }
           record(task, result, settledAttempts);
           progress();
+        }).catch((error: unknown) => {
+          storeFailure ??= { error };
+          halted = true;
         }).finally(() => {
           storing.delete(done);
         });
         storing.add(done);
-        while (storingBytes > MAX_STORING_BYTES && storing.size > 0) await Promise.race(storing);
+        while (storingBytes > MAX_STORING_BYTES) {
+          await new Promise<void>((resolve) => {
+            roomWaiters.push(resolve);
+          });
+        }
         return;
       }
       outcome = fetched.outcome === 'storing' ? await fetched.settled : fetched;
@@ -251,6 +277,7 @@ export async function runPool(context: PoolContext): Promise<void> {
     }
   }));
   while (storing.size > 0) await Promise.all([...storing]);
+  if (storeFailure !== undefined) throw storeFailure.error;
 }
 
 /** The target of a redirect whose Location (on the page's own origin) names the same file, if it does. */

@@ -197,6 +197,20 @@ export const MUTATIONS: Mutation[] = [
     tests: ['commit.test.ts'],
   },
   {
+    name: 'tiny-pages-uncharged',
+    guard: 'page-body: each pending page is charged PENDING_PAGE_BYTES besides its body, so tiny pages stay bounded too',
+    file: 'src/page-body.ts',
+    edits: [{ find: '    const charge = budget === undefined ? 0 : PENDING_PAGE_BYTES;\n', replace: '    const charge = 0;\n' }],
+    tests: ['commit.test.ts'],
+  },
+  {
+    name: 'crawl-pages-uncharged',
+    guard: 'crawl pool: a fetched page waiting for its batch counts PENDING_PAGE_BYTES besides its body',
+    file: 'src/crawl/pool.ts',
+    edits: [{ find: '        const bytes = fetched.bytes + PENDING_PAGE_BYTES;\n', replace: '        const bytes = fetched.bytes;\n' }],
+    tests: ['crawl.test.ts'],
+  },
+  {
     name: 'doctor-repeat-hit-passes',
     guard: 'doctor: "repeat hits come from disk" fails when the second request is not a disk hit',
     file: 'src/doctor.ts',
