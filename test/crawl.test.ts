@@ -17,6 +17,7 @@ import { crawl, type CrawlOptions } from '../src/index.js';
 import { OptionError } from '../src/options.js';
 import { setCommitHook } from '../src/commit.js';
 import { PENDING_PAGE_BYTES } from '../src/page-body.js';
+import { MAX_STORING_BYTES } from '../src/crawl/pool.js';
 import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -449,8 +450,8 @@ crawlSuite('pages fetched while the store is held wait in bounded memory: tiny p
     await held;
   });
   try {
-    // The crawl's bound (16 MiB) over PENDING_PAGE_BYTES, a batch taken and the pages in flight.
-    const bound = (16 * 1024 * 1024) / PENDING_PAGE_BYTES + 256 + 8;
+    // The crawl's bound over PENDING_PAGE_BYTES, a batch taken and the pages in flight.
+    const bound = MAX_STORING_BYTES / PENDING_PAGE_BYTES + 256 + 8;
     const urls = bound + 2000;
     const list = await writeList(context, Array.from({ length: urls }, (_, i) => `/t/${i}`));
     const crawling = crawl({ source: list, origin: origin.url, root: context.root, concurrency: 8 });

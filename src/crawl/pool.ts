@@ -20,8 +20,10 @@ import { parseEntry, type SourceItem } from './sources.js';
 /**
  * Bytes of fetched pages waiting for the store's next batch, at most, before the workers wait; each
  * page counts PENDING_PAGE_BYTES besides its body, so tiny pages cannot pile up by the hundred thousand.
+ * Enough to fill the next batch while one is written (512 pages of 4 KB): 16 MiB crawled no faster and
+ * peaked 30 MB higher over 100k tiny pages.
  */
-const MAX_STORING_BYTES = 16 * 1024 * 1024;
+export const MAX_STORING_BYTES = 4 * 1024 * 1024;
 
 export interface PoolContext {
   settings: CrawlSettings;
