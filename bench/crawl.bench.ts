@@ -4,7 +4,9 @@
  *    `wget2 -i` on the same URL list, both 8 at a time (goal: ratio <= 1.5). Wall time
  *    includes each program's start-up; median of 5 runs each, taking turns.
  *    Also timed, taking turns with the two: a fresh node process that only fetches the same list 8 at
- *    a time and writes nothing, the floor under any crawler written for Node. And the system calls of
+ *    a time and writes nothing, the floor under any crawler written for Node; and the store floor, the
+ *    same fetches with each page flushed and renamed into place and nothing else (STORE_FLOOR_SCRIPT),
+ *    the floor under any Node crawler that keeps invariant 3. And the system calls of
  *    each tool's on-disk layout alone, synchronously, to show what one stored page costs the kernel.
  * b. peak RSS of `prerender crawl` over 1k, 10k, 100k and 1M URLs from an nginx that answers every
  *    path at once. Goal: at most 64 bytes more a URL, from 10k to 1M ((rss 1M - rss 10k) / 990,000):
