@@ -20,7 +20,7 @@ import { PENDING_PAGE_BYTES, PageBody } from '../src/page-body.js';
 import {
   Gate, cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, setUpSuite, startCachedSite, startNginx,
   startServer, stopCachedSite, tempDir, waitFor, type CachedSite, type Server,
-  readMeta,
+  holdCommits, readMeta,
 } from './helpers.js';
 
 const hasNginx = nginxAvailable();
@@ -528,17 +528,7 @@ bounded('a flood of tiny pages while the store is held: each counts PENDING_PAGE
   const { createCache } = await import('../src/index.js');
   const room = 32;
   const cache = createCache({ root: path.join(dir, 'cache'), maxPendingBytes: room * PENDING_PAGE_BYTES, coalesce: false, log: () => undefined, onEvent: (event) => events.push(event) });
-  // Every batch waits at its first step until released: nothing pending is given back meanwhile.
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let batches = 0;
-  setCommitHook(async (step) => {
-    if (step !== 'indexed') return;
-    batches++;
-    await held;
-  });
+  const hold = holdCommits();
   let peak = 0;
   const server = await startServer(cache.wrap((req, res) => {
     res.writeHead(200, { 'Content-Type': html });
@@ -548,19 +538,18 @@ bounded('a flood of tiny pages while the store is held: each counts PENDING_PAGE
   try {
     const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => request(server.port, `/tiny/${i}`)));
     for (const [i, reply] of replies.entries()) assert.is(reply.body.toString(), `<p>/tiny/${i}</p>`);
-    assert.ok(batches >= 1, 'a batch was held while the flood came');
+    assert.ok(hold.batches >= 1, 'a batch was held while the flood came');
     assert.ok(peak <= room, `${peak} pages pending at once, room for ${room}`);
     const dropped = events.filter((event) => event.type === 'dropped').length;
     assert.ok(dropped >= 200 - room, `${dropped} dropped`);
-    release();
+    hold.release();
     await cache.idle();
     const stored = events.filter((event) => event.type === 'stored').length;
     assert.is(stored + dropped, 200);
     assert.ok(stored > 0 && stored <= room, `${stored} stored`);
     assert.is(cache.stats().pendingBytes, 0);
   } finally {
-    setCommitHook(undefined);
-    release();
+    hold.stop();
     await server.close();
     await cache.close();
     await removeDir(dir);

@@ -157,7 +157,9 @@ const hostile = suite('10,000 hostile request-targets, raw, to the app and throu
     for (const hit of hits) {
       // Raw bytes reach nginx as they are; a target that is not UTF-8 can never be canonical.
       const text = isUtf8(hit.target) ? hit.target.toString('utf8') : '\u0000';
-      const mapped = toCachePath(text);
+      // An absolute-form target names its path like the origin-form one (RFC 9112 §3.2.2): nginx
+      // serves `GET http://evil.example/a` from `/a`'s file, a hit whenever `/a` was stored first.
+      const mapped = toCachePath(/^https?:\/\/[^/]*(\/.*)$/i.exec(text)?.[1] ?? text);
       assert.ok(mapped.ok, `nginx served a disk hit for a non-canonical target ${JSON.stringify(hit.target.toString('latin1'))}`);
       if (!mapped.ok) continue;
       // The app produced this file for a path naming the same file (`/x/` and `/x/index.html` are one

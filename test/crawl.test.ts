@@ -15,10 +15,9 @@ import { CacheRoot } from '../src/cache-root.js';
 import { HOST_TAG } from '../src/owner.js';
 import { crawl, type CrawlOptions } from '../src/index.js';
 import { OptionError } from '../src/options.js';
-import { setCommitHook } from '../src/commit.js';
 import { PENDING_PAGE_BYTES } from '../src/page-body.js';
 import { MAX_STORING_BYTES } from '../src/crawl/pool.js';
-import { cliPath, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
+import { cliPath, holdCommits, listFiles, nginxAvailable, removeDir, repoRoot, request, runCli, setUpSuite, sleep, startNginx, startServer, tempDir, waitFor, type Server } from './helpers.js';
 
 const hasNginx = nginxAvailable();
 const html = 'text/html; charset=utf-8';
@@ -439,16 +438,7 @@ crawlSuite('pages fetched while the store is held wait in bounded memory: tiny p
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
     res.end(`<p>${req.url ?? ''}</p>`);
   });
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let heldBatches = 0;
-  setCommitHook(async (step) => {
-    if (step !== 'indexed') return;
-    heldBatches++;
-    await held;
-  });
+  const hold = holdCommits();
   try {
     // The crawl's bound over PENDING_PAGE_BYTES, a batch taken and the pages in flight.
     const bound = MAX_STORING_BYTES / PENDING_PAGE_BYTES + 256 + 8;
@@ -461,14 +451,13 @@ crawlSuite('pages fetched while the store is held wait in bounded memory: tiny p
       seen = requests;
       await sleep(300);
     }
-    assert.ok(heldBatches >= 1, 'the store was held');
+    assert.ok(hold.batches >= 1, 'the store was held');
     assert.ok(requests <= bound, `${requests} pages fetched while the store was held; bound ${bound}`);
-    release();
+    hold.release();
     const report = await crawling;
     assert.is(report.counts.stored, urls);
   } finally {
-    setCommitHook(undefined);
-    release();
+    hold.stop();
     await origin.close();
   }
 });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCache, type Cache, type CacheOptions } from '../src/cache.js';
 import type { CacheRoot } from '../src/cache-root.js';
+import { setCommitHook } from '../src/commit.js';
 import { BROTLI_MODULE, brotliModuleInstalled, nginxConfig, type NginxConfigOptions } from '../src/nginx-config.js';
 import { PageBody } from '../src/page-body.js';
 import type { MetaRecord } from '../src/store/meta-log.js';
@@ -459,4 +460,31 @@ export async function storePage(root: CacheRoot, urlPath: string, tags: readonly
  */
 export async function readMeta(root: CacheRoot, file: string): Promise<MetaRecord | undefined> {
   return (await root.store.meta.load(new Set([file]))).current(file, await root.store.fileStats(file));
+}
+
+/**
+ * Holds every batch of this process at its first step (`indexed`) until `release`, so nothing pending
+ * is given back meanwhile; `batches` counts the batches held. `stop` releases them and clears the hook.
+ */
+export function holdCommits(): { release: () => void; stop: () => void; readonly batches: number } {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let batches = 0;
+  setCommitHook(async (step) => {
+    if (step !== 'indexed') return;
+    batches++;
+    await held;
+  });
+  return {
+    release: () => release(),
+    stop: () => {
+      setCommitHook(undefined);
+      release();
+    },
+    get batches() {
+      return batches;
+    },
+  };
 }
