@@ -89,9 +89,10 @@ export interface CacheOptions {
   multiSite?: boolean;
   /**
    * Bytes the bodies of responses being captured or waiting to be stored may hold in memory, all
-   * together, each page counting 4 KiB (`PENDING_PAGE_BYTES`) besides its body. A response whose body would pass it is passed through unstored (a later miss stores
-   * it) and counted as dropped (`onEvent`, `stats().dropped`), so a miss storm costs a bounded amount
-   * of memory; a body larger than this is never stored. Bodies are written in batches, each with
+   * together, each page counting 4 KiB (`PENDING_PAGE_BYTES`) besides its body. A response whose
+   * body would pass it is passed through unstored (a later miss stores it) and counted as dropped
+   * (`onEvent`, `stats().dropped`), so a miss storm costs a bounded amount of memory; a body larger
+   * than this is never stored. Bodies are written in batches, each with
    * one wait for the disk, so a burst of small pages fits many times over.
    * @default 64 MiB
    */

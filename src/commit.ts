@@ -30,7 +30,6 @@ import type { PageBody } from './page-body.js';
 import type { ExpiryRecord } from './expiry-index.js';
 import type { EntryMeta, MetaRecord } from './store/meta-log.js';
 import type { FileIdentity } from './store/state-files.js';
-import type { PlaceResult } from './store/store.js';
 import type { StagedFile } from './store/temp-file.js';
 
 export const COMMIT_STEPS = ['indexed', 'written', 'flushed', 'checked', 'placed', 'rechecked', 'done'] as const;
@@ -192,17 +191,12 @@ async function commitBatch(root: CacheRoot, pages: readonly Pending[]): Promise<
     } catch (error) {
       for (const item of described) settle(item, { error });
     }
-    const placing = live();
-    const placed = await root.store.placeBatch(placing.map((item) => ({ staged: item.staged as StagedFile, file: item.meta.file })));
-    placing.forEach((item, index) => {
-      const result = placed[index] as PlaceResult | { error: unknown };
-      if ('error' in result) settle(item, result);
-      else if (!result.stored) settle(item, result);
-      else {
-        item.inode = result.inode;
-        item.replacedSiblings = result.replacedSiblings;
-      }
-    });
+    await root.store.batch(() => each(async (item) => {
+      const placed = await root.store.place(item.staged as StagedFile, item.meta.file);
+      if (!placed.stored) return settle(item, placed);
+      item.inode = placed.inode;
+      item.replacedSiblings = placed.replacedSiblings;
+    }));
     await step('placed');
 
     await purgeCheck(root, live(), async (item, refused) => {

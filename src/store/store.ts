@@ -265,9 +265,9 @@ export class Store {
     if (!file.placed) await this.io.unlink(file.temp).catch(() => undefined);
   }
 
-  /** `place` for a batch, all at once, each directory on the way checked once for the batch (NoFollow.batch). */
-  placeBatch(files: ReadonlyArray<{ staged: StagedFile; file: string }>): Promise<Array<PlaceResult | { error: unknown }>> {
-    return this.noFollow.batch(() => Promise.all(files.map(({ staged, file }) => this.place(staged, file).catch((error: unknown) => ({ error })))));
+  /** Runs `work` (a batch's `place` calls) with each directory on the way checked once for all of them (NoFollow.batch). */
+  batch<T>(work: () => Promise<T>): Promise<T> {
+    return this.noFollow.batch(work);
   }
 
   /**
